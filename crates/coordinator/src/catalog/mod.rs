@@ -1,0 +1,242 @@
+//! The catalog: the running system's description of itself.
+//!
+//! One data model ([`Catalog`]) serves every view: JSON (`coordinator signals --json`, the HTTP
+//! API), the CLI tables, the flow graph (Mermaid or Graphviz dot) and the generated Markdown in
+//! `docs/signals.md`. Entries are sorted by name so that every rendering is stable.
+
+mod render;
+
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::extension::Declarations;
+use crate::wiring::Wiring;
+
+pub use render::GraphFormat;
+
+/// Every enabled extension, signal, handler, filter and step, and how they are wired.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Catalog {
+    /// Every extension compiled into the binary, enabled or not.
+    pub extensions: Vec<ExtensionEntry>,
+    /// Signals declared by enabled extensions.
+    pub signals: Vec<SignalEntry>,
+    /// Handlers declared by enabled extensions.
+    pub handlers: Vec<HandlerEntry>,
+    /// Filters declared by enabled extensions.
+    pub filters: Vec<FilterEntry>,
+    /// Filter steps declared by enabled extensions.
+    pub steps: Vec<StepEntry>,
+}
+
+/// An extension.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtensionEntry {
+    /// Its name.
+    pub name: String,
+    /// What it is for.
+    pub doc: String,
+    /// Whether the configuration enables it.
+    pub enabled: bool,
+}
+
+/// A signal.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SignalEntry {
+    /// `<extension>.<event>`.
+    pub name: String,
+    /// What it means.
+    pub doc: String,
+    /// The extension that declares (and sends) it.
+    pub extension: String,
+    /// The Rust type of its payload.
+    pub payload_type: String,
+    /// The JSON schema of its payload.
+    pub payload_schema: serde_json::Value,
+    /// The handlers it is delivered to, in configuration order.
+    pub handlers: Vec<String>,
+}
+
+/// A handler.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandlerEntry {
+    /// `<extension>.<verb_noun>`.
+    pub name: String,
+    /// What it does.
+    pub doc: String,
+    /// The extension that declares it.
+    pub extension: String,
+    /// The Rust type of the payload it takes.
+    pub payload_type: String,
+    /// The signals it is connected to.
+    pub signals: Vec<String>,
+    /// Its timeout, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+/// A filter.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FilterEntry {
+    /// `<extension>.<thing>_requested`.
+    pub name: String,
+    /// What it answers.
+    pub doc: String,
+    /// The extension that declares (and runs) it.
+    pub extension: String,
+    /// The Rust type of its data.
+    pub data_type: String,
+    /// The JSON schema of its data.
+    pub data_schema: serde_json::Value,
+    /// Its steps, in order.
+    pub pipeline: Vec<String>,
+    /// Each step's timeout, in milliseconds.
+    pub step_timeout_ms: u64,
+}
+
+/// A filter step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepEntry {
+    /// `<extension>.<verb_noun>`.
+    pub name: String,
+    /// What it does.
+    pub doc: String,
+    /// The extension that declares it.
+    pub extension: String,
+    /// The Rust type of the data it takes.
+    pub data_type: String,
+    /// The filters whose pipelines include it.
+    pub filters: Vec<String>,
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Catalog {
+    pub(crate) fn build(decls: &Declarations, wiring: &Wiring, config: &Config) -> Self {
+        let enabled = |ext: &str| wiring.enabled.contains(ext);
+        let mut extensions: Vec<ExtensionEntry> = decls
+            .extensions
+            .iter()
+            .map(|e| ExtensionEntry {
+                name: e.name.to_owned(),
+                doc: e.doc.to_owned(),
+                enabled: enabled(e.name),
+            })
+            .collect();
+        extensions.sort_by(|a, b| a.name.cmp(&b.name));
+
+        let mut signals: Vec<SignalEntry> = decls
+            .signals
+            .iter()
+            .filter(|d| enabled(d.extension))
+            .map(|d| SignalEntry {
+                name: d.name.to_owned(),
+                doc: d.doc.to_owned(),
+                extension: d.extension.to_owned(),
+                payload_type: d.payload.name.to_owned(),
+                payload_schema: (d.payload.schema)(),
+                handlers: wiring
+                    .signals
+                    .get(d.name)
+                    .map(|s| s.handlers.iter().map(|h| h.name.to_owned()).collect())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        signals.sort_by(|a, b| a.name.cmp(&b.name));
+
+        let mut signals_of: FxHashMap<&str, Vec<String>> = FxHashMap::default();
+        for s in &signals {
+            for h in &s.handlers {
+                signals_of.entry(h).or_default().push(s.name.clone());
+            }
+        }
+        let mut handlers: Vec<HandlerEntry> = decls
+            .handlers
+            .iter()
+            .filter(|d| enabled(d.extension))
+            .map(|d| HandlerEntry {
+                name: d.name.to_owned(),
+                doc: d.doc.to_owned(),
+                extension: d.extension.to_owned(),
+                payload_type: d.payload.name.to_owned(),
+                signals: signals_of.remove(d.name).unwrap_or_default(),
+                timeout_ms: millis(
+                    config
+                        .handlers
+                        .get(d.name)
+                        .and_then(|h| h.timeout)
+                        .map_or(config.timeouts.handler.0, |t| t.0),
+                ),
+            })
+            .collect();
+        handlers.sort_by(|a, b| a.name.cmp(&b.name));
+
+        let mut filters: Vec<FilterEntry> = decls
+            .filters
+            .iter()
+            .filter(|d| enabled(d.extension))
+            .map(|d| {
+                let slot = wiring.filters.get(d.name);
+                FilterEntry {
+                    name: d.name.to_owned(),
+                    doc: d.doc.to_owned(),
+                    extension: d.extension.to_owned(),
+                    data_type: d.data.name.to_owned(),
+                    data_schema: (d.data.schema)(),
+                    pipeline: slot
+                        .map(|s| s.steps.iter().map(|st| st.name.to_owned()).collect())
+                        .unwrap_or_default(),
+                    step_timeout_ms: millis(
+                        slot.map_or(config.timeouts.step.0, |s| s.step_timeout),
+                    ),
+                }
+            })
+            .collect();
+        filters.sort_by(|a, b| a.name.cmp(&b.name));
+
+        let mut filters_of: FxHashMap<&str, Vec<String>> = FxHashMap::default();
+        for f in &filters {
+            for s in &f.pipeline {
+                filters_of.entry(s).or_default().push(f.name.clone());
+            }
+        }
+        let mut steps: Vec<StepEntry> = decls
+            .steps
+            .iter()
+            .filter(|d| enabled(d.extension))
+            .map(|d| StepEntry {
+                name: d.name.to_owned(),
+                doc: d.doc.to_owned(),
+                extension: d.extension.to_owned(),
+                data_type: d.data.name.to_owned(),
+                filters: filters_of.remove(d.name).unwrap_or_default(),
+            })
+            .collect();
+        steps.sort_by(|a, b| a.name.cmp(&b.name));
+
+        Catalog {
+            extensions,
+            signals,
+            handlers,
+            filters,
+            steps,
+        }
+    }
+
+    /// A signal by name.
+    pub fn signal(&self, name: &str) -> Option<&SignalEntry> {
+        self.signals.iter().find(|s| s.name == name)
+    }
+
+    /// A filter by name.
+    pub fn filter(&self, name: &str) -> Option<&FilterEntry> {
+        self.filters.iter().find(|f| f.name == name)
+    }
+
+    /// A handler by name.
+    pub fn handler(&self, name: &str) -> Option<&HandlerEntry> {
+        self.handlers.iter().find(|h| h.name == name)
+    }
+}

@@ -1,0 +1,432 @@
+//! Configuration: one TOML file, every key overridable by an environment variable.
+//!
+//! The file holds the wiring (`[signals]`, `[filters]`), which extensions are enabled, timeouts,
+//! and the settings of the server and the log. Loading only parses and type-checks; whether the
+//! names in it exist is decided by wiring validation ([`crate::wiring`]), which reports every
+//! problem at once.
+//!
+//! Environment variables named `COORDINATOR__<SECTION>__<KEY>` override keys: `__` separates
+//! levels and names are lower-cased, so `COORDINATOR__SERVER__BIND=0.0.0.0:8140` sets
+//! `server.bind`. In the name-keyed tables (`signals`, `handlers`, `filters`) the two levels after
+//! the table are the dotted name: `COORDINATOR__SIGNALS__DEMO__ORDER_PLACED='["demo.enroll_learner"]'`
+//! sets `signals."demo.order_placed"`. Values are read as TOML when they parse as a TOML value
+//! (arrays, numbers, booleans, quoted strings) and as a plain string otherwise.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The prefix of environment variables that override configuration keys.
+pub const ENV_PREFIX: &str = "COORDINATOR__";
+
+/// The whole configuration. Every section is optional; the defaults are those documented on each
+/// field.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[extensions]`: which of the compiled-in extensions run.
+    #[serde(default)]
+    pub extensions: ExtensionsConfig,
+    /// `[timeouts]`: default time limits of handlers and filter steps.
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
+    /// `[signals]`: signal name to the list of handler names it is delivered to.
+    #[serde(default)]
+    pub signals: BTreeMap<String, Vec<String>>,
+    /// `[handlers."<name>"]`: per-handler settings.
+    #[serde(default)]
+    pub handlers: BTreeMap<String, HandlerConfig>,
+    /// `[filters."<name>"]`: each filter's pipeline of steps.
+    #[serde(default)]
+    pub filters: BTreeMap<String, FilterConfig>,
+    /// `[server]`: the HTTP server.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// `[log]`: what the process logs and how.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[extensions]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtensionsConfig {
+    /// The extensions that run, by name. When absent, every extension compiled into the binary runs.
+    pub enabled: Option<Vec<String>>,
+}
+
+/// `[timeouts]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutsConfig {
+    /// How long a handler may run before it is abandoned and recorded as timed out. Default `"5s"`.
+    pub handler: ConfigDuration,
+    /// How long a filter step may run before the filter fails. Default `"5s"`.
+    pub step: ConfigDuration,
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        Self {
+            handler: ConfigDuration(Duration::from_secs(5)),
+            step: ConfigDuration(Duration::from_secs(5)),
+        }
+    }
+}
+
+/// `[handlers."<name>"]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandlerConfig {
+    /// This handler's timeout, instead of `[timeouts] handler`.
+    pub timeout: Option<ConfigDuration>,
+}
+
+/// `[filters."<name>"]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    /// The steps the data passes through, in order.
+    pub pipeline: Vec<String>,
+    /// The timeout of each step of this filter, instead of `[timeouts] step`.
+    pub step_timeout: Option<ConfigDuration>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// The address the HTTP server listens on. Default `"127.0.0.1:8140"`.
+    pub bind: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8140".to_owned(),
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter directive: `"info"`, `"warn,coordinator=debug"`. Default `"info"`.
+    /// The `RUST_LOG` environment variable, when set, takes precedence.
+    pub level: String,
+    /// `"pretty"` (for people) or `"json"` (for log collectors). Default `"pretty"`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Pretty,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A duration written as a number and a unit: `"250ms"`, `"5s"`, `"2m"`, `"1h"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ConfigDuration(pub Duration);
+
+impl FromStr for ConfigDuration {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (number, unit) = s.split_at(split);
+        let bad = || {
+            format!(
+                "invalid duration \"{s}\": write a whole number and a unit (ms, s, m or h), e.g. \"250ms\" or \"5s\""
+            )
+        };
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        let d = match unit.trim() {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.saturating_mul(60)),
+            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            _ => return Err(bad()),
+        };
+        Ok(Self(d))
+    }
+}
+
+impl fmt::Display for ConfigDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if ms % 3_600_000 == 0 && ms > 0 {
+            write!(f, "{}h", ms / 3_600_000)
+        } else if ms % 60_000 == 0 && ms > 0 {
+            write!(f, "{}m", ms / 60_000)
+        } else if ms % 1000 == 0 {
+            write!(f, "{}s", ms / 1000)
+        } else {
+            write!(f, "{ms}ms")
+        }
+    }
+}
+
+impl Serialize for ConfigDuration {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ConfigDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error(
+        "cannot read the configuration file {path}: {source}; pass an existing file with --config or COORDINATOR_CONFIG, or neither to use the embedded default"
+    )]
+    Read {
+        /// The path given.
+        path: String,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
+    /// The text is not valid TOML, or a key or value is not what the configuration expects.
+    #[error("{origin}: {message}")]
+    Invalid {
+        /// The file (or `embedded default`), and the overriding variables if any were set.
+        origin: String,
+        /// What is wrong and where.
+        message: String,
+    },
+    /// An overriding environment variable has an unusable name.
+    #[error("environment variable {var}: {message}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Parses a configuration from TOML text, without environment overrides.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        Self::parse("configuration", text, std::iter::empty())
+    }
+
+    /// Reads `path` and applies the `COORDINATOR__*` overrides from `env`.
+    pub fn from_file(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&path.display().to_string(), &text, env)
+    }
+
+    /// Parses `text` (read from `origin`, a name for messages) and applies the `COORDINATOR__*`
+    /// overrides found in `env`.
+    pub fn parse(
+        origin: &str,
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut overrides: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        if overrides.is_empty() {
+            // Straight from the text, so that errors point at a line and column.
+            return toml::from_str(text).map_err(|e| ConfigError::Invalid {
+                origin: origin.to_owned(),
+                message: e.to_string().trim_end().to_owned(),
+            });
+        }
+        overrides.sort();
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        for (var, value) in &overrides {
+            apply_override(&mut table, var, value)?;
+        }
+        let names: Vec<&str> = overrides.iter().map(|(k, _)| k.as_str()).collect();
+        Config::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Invalid {
+            origin: format!("{origin} with overrides from {}", names.join(", ")),
+            message: e.to_string().trim_end().to_owned(),
+        })
+    }
+
+    /// The configuration as TOML text.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// Tables whose keys are dotted `<extension>.<name>` names.
+const NAME_KEYED: &[&str] = &["signals", "handlers", "filters"];
+
+fn apply_override(table: &mut toml::Table, var: &str, value: &str) -> Result<(), ConfigError> {
+    let err = |message: String| ConfigError::Env {
+        var: var.to_owned(),
+        message,
+    };
+    let rest = &var[ENV_PREFIX.len()..];
+    let mut segments: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+    if segments.iter().any(String::is_empty) {
+        return Err(err(format!(
+            "empty key segment; write {ENV_PREFIX}<SECTION>__<KEY>, e.g. {ENV_PREFIX}SERVER__BIND"
+        )));
+    }
+    if NAME_KEYED.contains(&segments[0].as_str()) {
+        if segments.len() < 3 {
+            return Err(err(format!(
+                "a {} entry is named <extension>.<name>; write {ENV_PREFIX}{}__<EXTENSION>__<NAME>",
+                segments[0],
+                segments[0].to_ascii_uppercase()
+            )));
+        }
+        let name = format!("{}.{}", segments[1], segments[2]);
+        segments.splice(1..3, [name]);
+    }
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_owned()));
+    let (last, parents) = segments.split_last().expect("at least one segment");
+    let mut cur = table;
+    for (depth, seg) in parents.iter().enumerate() {
+        let entry = cur
+            .entry(seg.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry.as_table_mut().ok_or_else(|| {
+            err(format!(
+                "{} is not a table, so it has no key \"{}\"",
+                segments[..=depth].join("."),
+                segments[depth + 1]
+            ))
+        })?;
+    }
+    cur.insert(last.clone(), parsed);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn an_empty_file_gives_the_defaults() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.server.bind, "127.0.0.1:8140");
+        assert_eq!(c.timeouts.handler.0, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn environment_overrides_any_key() {
+        let c = Config::parse(
+            "test.toml",
+            "[server]\nbind = \"127.0.0.1:1\"\n",
+            env(&[
+                ("COORDINATOR__SERVER__BIND", "0.0.0.0:9000"),
+                ("COORDINATOR__TIMEOUTS__HANDLER", "250ms"),
+                ("COORDINATOR__EXTENSIONS__ENABLED", "[\"demo\"]"),
+                (
+                    "COORDINATOR__SIGNALS__DEMO__ORDER_PLACED",
+                    "[\"demo.enroll_learner\"]",
+                ),
+                (
+                    "COORDINATOR__FILTERS__DEMO__X_REQUESTED__PIPELINE",
+                    "[\"demo.a\"]",
+                ),
+                ("COORDINATOR_CONFIG", "ignored.toml"),
+                ("PATH", "/usr/bin"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.bind, "0.0.0.0:9000");
+        assert_eq!(c.timeouts.handler.0, Duration::from_millis(250));
+        assert_eq!(c.extensions.enabled, Some(vec!["demo".to_owned()]));
+        assert_eq!(c.signals["demo.order_placed"], ["demo.enroll_learner"]);
+        assert_eq!(c.filters["demo.x_requested"].pipeline, ["demo.a"]);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_location() {
+        let e = Config::from_toml("[server]\nbnid = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `bnid`"), "{e}");
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn a_misspelt_override_names_the_variable() {
+        let e = Config::parse("f.toml", "", env(&[("COORDINATOR__SERVR__BIND", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("COORDINATOR__SERVR__BIND"), "{e}");
+        assert!(e.contains("unknown field `servr`"), "{e}");
+    }
+
+    #[test]
+    fn durations_need_a_unit() {
+        assert_eq!(
+            "5s".parse::<ConfigDuration>().unwrap().0,
+            Duration::from_secs(5)
+        );
+        assert_eq!("2m".parse::<ConfigDuration>().unwrap().to_string(), "2m");
+        assert_eq!(
+            "1500ms".parse::<ConfigDuration>().unwrap().to_string(),
+            "1500ms"
+        );
+        let e = Config::from_toml("[timeouts]\nhandler = \"5\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("invalid duration \"5\""), "{e}");
+    }
+
+    #[test]
+    fn config_round_trips_through_toml() {
+        let c = Config::parse(
+            "t",
+            "[signals]\n\"a.b\" = [\"a.c\"]\n[filters.\"a.d_requested\"]\npipeline = [\"a.e\"]\nstep_timeout = \"1s\"\n",
+            [],
+        )
+        .unwrap();
+        assert_eq!(Config::from_toml(&c.to_toml()).unwrap(), c);
+    }
+}

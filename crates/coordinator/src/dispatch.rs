@@ -1,0 +1,347 @@
+//! Robust dispatch: the only way to send a signal.
+//!
+//! Every connected handler runs, concurrently within the sending task, each isolated: an error,
+//! a panic or a timeout is caught and recorded, and the others still run. The result is a
+//! [`DispatchReport`] with one [`HandlerRun`] per handler. Successful runs are logged at DEBUG;
+//! failures at ERROR with the whole error chain. Each dispatch and each handler run is a DEBUG
+//! `tracing` span (see `docs/decisions/0003-handler-concurrency.md` for why DEBUG).
+
+use std::any::TypeId;
+use std::cell::Cell;
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::future::join_all;
+use serde::{Serialize, Serializer};
+use tokio::time::Instant;
+use tracing::{Instrument, debug, debug_span, error, field, warn};
+use uuid::Uuid;
+
+use crate::coordinator::{Context, Inner};
+use crate::guard::{Guard, Guarded};
+use crate::handler::AnyPayload;
+use crate::payload::{Payload, redacted_json};
+use crate::signal::Signal;
+use crate::wiring::WiredHandler;
+
+/// Who sent a signal or ran a filter. The framework fills it in: a handler's context sends as
+/// that handler, an extension's as that extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Sender {
+    /// An extension (its routes, its start-up code).
+    Extension(&'static str),
+    /// A handler, sending from within its run.
+    Handler(&'static str),
+    /// A filter step, sending from within its run.
+    Step(&'static str),
+}
+
+impl Sender {
+    /// The extension or handler name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Sender::Extension(n) | Sender::Handler(n) | Sender::Step(n) => n,
+        }
+    }
+}
+
+impl fmt::Display for Sender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Sender::Extension(n) => write!(f, "extension:{n}"),
+            Sender::Handler(n) => write!(f, "handler:{n}"),
+            Sender::Step(n) => write!(f, "step:{n}"),
+        }
+    }
+}
+
+impl Serialize for Sender {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// How one handler's run ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    /// It returned normally, with a short summary of what it did.
+    Ok {
+        /// The handler's summary (a task id, say), if it gave one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        result: Option<String>,
+    },
+    /// It returned an error.
+    Error {
+        /// The error and its causes, outermost first.
+        chain: Vec<String>,
+    },
+    /// It panicked.
+    Panicked {
+        /// The panic message.
+        message: String,
+        /// Where it panicked (`file:line:column`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        location: Option<String>,
+    },
+    /// It did not finish within its timeout and was abandoned.
+    TimedOut {
+        /// The timeout, in milliseconds.
+        timeout_ms: u64,
+    },
+}
+
+impl Outcome {
+    /// Whether the handler returned normally.
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Outcome::Ok { .. })
+    }
+
+    /// `ok`, `error`, `panicked` or `timed_out`.
+    pub fn status(&self) -> &'static str {
+        match self {
+            Outcome::Ok { .. } => "ok",
+            Outcome::Error { .. } => "error",
+            Outcome::Panicked { .. } => "panicked",
+            Outcome::TimedOut { .. } => "timed_out",
+        }
+    }
+}
+
+/// One handler's run within a dispatch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HandlerRun {
+    /// The handler.
+    pub handler: &'static str,
+    /// How it ended.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// How long it ran.
+    #[serde(rename = "duration_us", serialize_with = "micros")]
+    pub duration: Duration,
+}
+
+fn micros<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// What one `send_robust` did: which handlers ran and how each ended. It never contains the
+/// payload, so personal data cannot leak through it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DispatchReport {
+    /// The dispatch id (a UUIDv7, so ids sort by time).
+    pub id: Uuid,
+    /// The signal sent.
+    pub signal: &'static str,
+    /// Who sent it.
+    pub sender: Sender,
+    /// When it was sent, in milliseconds since the Unix epoch.
+    pub sent_at_ms: u64,
+    /// One entry per connected handler, in configuration order.
+    pub handlers: Vec<HandlerRun>,
+}
+
+impl DispatchReport {
+    /// Whether every handler returned normally (true when there are none).
+    pub fn all_ok(&self) -> bool {
+        self.handlers.iter().all(|h| h.outcome.is_ok())
+    }
+
+    /// The runs that did not end normally.
+    pub fn failures(&self) -> impl Iterator<Item = &HandlerRun> {
+        self.handlers.iter().filter(|h| !h.outcome.is_ok())
+    }
+
+    /// The run of one handler, by name.
+    pub fn run(&self, handler: &str) -> Option<&HandlerRun> {
+        self.handlers.iter().find(|h| h.handler == handler)
+    }
+}
+
+thread_local! {
+    static RNG: Cell<u64> = Cell::new({
+        // RandomState is seeded randomly per process and per thread: enough for id entropy.
+        let seed = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        seed | 1
+    });
+}
+
+/// 64 random bits from a per-thread xorshift generator (ids need uniqueness, not secrecy).
+fn random_u64() -> u64 {
+    RNG.with(|r| {
+        let mut x = r.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        r.set(x);
+        x
+    })
+}
+
+/// A new UUIDv7 for the current time.
+pub(crate) fn new_id() -> (Uuid, u64) {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let mut random = [0u8; 10];
+    random[..8].copy_from_slice(&random_u64().to_le_bytes());
+    random[8..].copy_from_slice(&random_u64().to_le_bytes()[..2]);
+    (
+        uuid::Builder::from_unix_timestamp_millis(now_ms, &random).into_uuid(),
+        now_ms,
+    )
+}
+
+pub(crate) async fn send_robust<P: Payload>(
+    inner: &Arc<Inner>,
+    sender: Sender,
+    signal: &Signal<P>,
+    payload: P,
+) -> DispatchReport {
+    let (id, sent_at_ms) = new_id();
+    let name = signal.name();
+    let mut report = DispatchReport {
+        id,
+        signal: name,
+        sender,
+        sent_at_ms,
+        handlers: Vec::new(),
+    };
+    let slot = match inner.wiring.signals.get(name) {
+        Some(slot) if slot.payload == TypeId::of::<P>() => slot,
+        Some(_) => {
+            error!(signal = name, %sender, dispatch_id = %id, payload_type = signal.payload_type(),
+                "signal sent with a payload type other than the declared one; no handler ran");
+            return report;
+        }
+        None => {
+            warn!(signal = name, %sender, dispatch_id = %id,
+                "signal is not declared by any enabled extension; no handler ran");
+            return report;
+        }
+    };
+    if slot.handlers.is_empty() {
+        debug!(signal = name, %sender, dispatch_id = %id, "signal has no handlers");
+        return report;
+    }
+    let span =
+        debug_span!("dispatch", signal = name, %sender, dispatch_id = %id, payload = field::Empty);
+    if !span.is_disabled() {
+        span.record("payload", field::display(redacted_json(&payload)));
+    }
+    let payload: AnyPayload = Arc::new(payload);
+    let start = Instant::now();
+    let handlers = &slot.handlers;
+    let meta = Meta {
+        id,
+        signal: name,
+        sender,
+    };
+    report.handlers = async {
+        // One handler needs no join machinery: the common case stays cheap.
+        if let [only] = &handlers[..] {
+            vec![run_handler(inner, only, payload, &meta, start).await]
+        } else {
+            join_all(
+                handlers
+                    .iter()
+                    .map(|h| run_handler(inner, h, Arc::clone(&payload), &meta, start)),
+            )
+            .await
+        }
+    }
+    .instrument(span)
+    .await;
+    report
+}
+
+struct Meta {
+    id: Uuid,
+    signal: &'static str,
+    sender: Sender,
+}
+
+async fn run_handler(
+    inner: &Arc<Inner>,
+    handler: &WiredHandler,
+    payload: AnyPayload,
+    meta: &Meta,
+    start: Instant,
+) -> HandlerRun {
+    let context = Context::new(Arc::clone(inner), Sender::Handler(handler.name));
+    let fut = handler
+        .call
+        .call(payload, meta.id, meta.signal, meta.sender, context);
+    let span = debug_span!("handler", handler = handler.name);
+    let guarded = Guard::new(fut, start + handler.timeout)
+        .instrument(span)
+        .await;
+    let duration = start.elapsed();
+    let duration_us = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+    let (signal, name, dispatch_id, sender) = (meta.signal, handler.name, meta.id, meta.sender);
+    let outcome = match guarded {
+        Guarded::Finished(Ok(summary)) => {
+            debug!(signal, handler = name, %dispatch_id, duration_us, result = summary.as_str(), "handler succeeded");
+            Outcome::Ok {
+                result: summary.into_string(),
+            }
+        }
+        Guarded::Finished(Err(e)) => {
+            let chain = e.chain();
+            error!(signal, handler = name, %dispatch_id, %sender, duration_us, error = %chain.join(": "), "handler failed");
+            Outcome::Error { chain }
+        }
+        Guarded::Panicked { message, location } => {
+            error!(signal, handler = name, %dispatch_id, %sender, duration_us, panic = %message,
+                location = location.as_deref().unwrap_or("unknown"), "handler panicked");
+            Outcome::Panicked { message, location }
+        }
+        Guarded::TimedOut => {
+            let timeout_ms = u64::try_from(handler.timeout.as_millis()).unwrap_or(u64::MAX);
+            error!(signal, handler = name, %dispatch_id, %sender, timeout_ms, "handler timed out and was abandoned");
+            Outcome::TimedOut { timeout_ms }
+        }
+    };
+    HandlerRun {
+        handler: handler.name,
+        outcome,
+        duration,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dispatch_ids_are_version_7_and_distinct() {
+        let (a, _) = new_id();
+        let (b, _) = new_id();
+        assert_eq!(a.get_version_num(), 7);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn reports_serialize_with_status_tags() {
+        let report = DispatchReport {
+            id: Uuid::nil(),
+            signal: "demo.x",
+            sender: Sender::Extension("demo"),
+            sent_at_ms: 1,
+            handlers: vec![HandlerRun {
+                handler: "demo.h",
+                outcome: Outcome::Error {
+                    chain: vec!["a".into(), "b".into()],
+                },
+                duration: Duration::from_micros(12),
+            }],
+        };
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["sender"], "extension:demo");
+        assert_eq!(json["handlers"][0]["status"], "error");
+        assert_eq!(json["handlers"][0]["chain"][1], "b");
+        assert_eq!(json["handlers"][0]["duration_us"], 12);
+    }
+}

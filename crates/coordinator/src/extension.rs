@@ -1,0 +1,246 @@
+//! Extensions, the unit of modularity, and the builder through which they declare what they bring.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::panic::Location;
+use std::sync::Arc;
+
+use crate::coordinator::Context;
+use crate::filter::{ErasedStep, Filter, StepResult, TypedStep};
+use crate::handler::{ErasedHandler, Event, HandlerError, Summary, TypeInfo, TypedHandler};
+use crate::payload::Payload;
+use crate::signal::Signal;
+
+/// An extension: one crate's contribution to the coordinator.
+///
+/// From [`build`](Extension::build) it declares, through the [`ExtensionBuilder`], the signals it
+/// sends, the handlers it offers, its filters and filter steps. It connects nothing: which
+/// handler receives which signal is the configuration's business.
+///
+/// ```
+/// use coordinator::prelude::*;
+///
+/// struct AuditExtension;
+///
+/// impl Extension for AuditExtension {
+///     fn name(&self) -> &'static str { "audit" }
+///     fn doc(&self) -> &'static str { "Keeps an audit trail of commerce events." }
+///     fn build(&self, ext: &mut ExtensionBuilder<'_>) {
+///         ext.handler("audit.record_event", "Writes the event to the audit trail.",
+///             |event: Event<serde_json::Value>| async move { Ok::<_, HandlerError>(()) });
+///     }
+/// }
+/// ```
+pub trait Extension: Send + Sync + 'static {
+    /// The extension's short snake_case name (`stripe`, `lms`): the prefix of everything it declares.
+    fn name(&self) -> &'static str;
+
+    /// What the extension is for, for the catalog.
+    fn doc(&self) -> &'static str {
+        ""
+    }
+
+    /// Declares what the extension brings.
+    fn build(&self, ext: &mut ExtensionBuilder<'_>);
+
+    /// The Rust type, to tell extensions apart in error messages.
+    #[doc(hidden)]
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<Self>()
+    }
+}
+
+/// What kind of thing a name refers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A signal.
+    Signal,
+    /// A handler.
+    Handler,
+    /// A filter.
+    Filter,
+    /// A filter step.
+    Step,
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Signal => "signal",
+            Kind::Handler => "handler",
+            Kind::Filter => "filter",
+            Kind::Step => "step",
+        })
+    }
+}
+
+/// Where something was declared, for error messages.
+pub(crate) type DeclaredAt = &'static Location<'static>;
+
+pub(crate) struct SignalDecl {
+    pub(crate) name: &'static str,
+    pub(crate) doc: &'static str,
+    pub(crate) extension: &'static str,
+    pub(crate) payload: TypeInfo,
+    pub(crate) at: DeclaredAt,
+}
+
+pub(crate) struct HandlerDecl {
+    pub(crate) name: &'static str,
+    pub(crate) doc: &'static str,
+    pub(crate) extension: &'static str,
+    pub(crate) payload: TypeInfo,
+    pub(crate) call: Arc<dyn ErasedHandler>,
+    pub(crate) at: DeclaredAt,
+}
+
+pub(crate) struct FilterDecl {
+    pub(crate) name: &'static str,
+    pub(crate) doc: &'static str,
+    pub(crate) extension: &'static str,
+    pub(crate) data: TypeInfo,
+    pub(crate) at: DeclaredAt,
+}
+
+pub(crate) struct StepDecl {
+    pub(crate) name: &'static str,
+    pub(crate) doc: &'static str,
+    pub(crate) extension: &'static str,
+    pub(crate) data: TypeInfo,
+    pub(crate) call: Arc<dyn ErasedStep>,
+    pub(crate) at: DeclaredAt,
+}
+
+/// One extension as the coordinator knows it.
+pub(crate) struct ExtensionDecl {
+    pub(crate) name: &'static str,
+    pub(crate) doc: &'static str,
+    pub(crate) type_name: &'static str,
+}
+
+/// Everything every extension compiled into the binary declared, enabled or not.
+#[derive(Default)]
+pub(crate) struct Declarations {
+    pub(crate) extensions: Vec<ExtensionDecl>,
+    pub(crate) signals: Vec<SignalDecl>,
+    pub(crate) handlers: Vec<HandlerDecl>,
+    pub(crate) filters: Vec<FilterDecl>,
+    pub(crate) steps: Vec<StepDecl>,
+}
+
+impl Declarations {
+    pub(crate) fn collect<'a>(extensions: impl IntoIterator<Item = &'a dyn Extension>) -> Self {
+        let mut decls = Self::default();
+        for extension in extensions {
+            decls.extensions.push(ExtensionDecl {
+                name: extension.name(),
+                doc: extension.doc(),
+                type_name: extension.type_name(),
+            });
+            extension.build(&mut ExtensionBuilder {
+                extension: extension.name(),
+                decls: &mut decls,
+            });
+        }
+        decls
+    }
+}
+
+/// Passed to [`Extension::build`]: the one place where an extension declares what it brings.
+///
+/// Every method returns the builder, so declarations chain. Names are checked at start-up, not
+/// here, so that every problem is reported at once.
+pub struct ExtensionBuilder<'a> {
+    extension: &'static str,
+    decls: &'a mut Declarations,
+}
+
+impl ExtensionBuilder<'_> {
+    /// The name of the extension being built.
+    pub fn extension_name(&self) -> &'static str {
+        self.extension
+    }
+
+    /// Declares a signal that this extension sends.
+    #[track_caller]
+    pub fn signal<P: Payload>(&mut self, signal: &'static Signal<P>) -> &mut Self {
+        self.decls.signals.push(SignalDecl {
+            name: signal.name(),
+            doc: signal.doc(),
+            extension: self.extension,
+            payload: TypeInfo::of::<P>(),
+            at: Location::caller(),
+        });
+        self
+    }
+
+    /// Declares a handler: an async function of an [`Event`] carrying the payload type `P`.
+    ///
+    /// It returns `Result<O, E>` where `O` converts into a [`Summary`] (`()`, a `String`, a task
+    /// id) and `E` into a [`HandlerError`] (any `std::error::Error`). Configuration connects it to
+    /// signals carrying `P`.
+    #[track_caller]
+    pub fn handler<P, F, Fut, O, E>(
+        &mut self,
+        name: &'static str,
+        doc: &'static str,
+        f: F,
+    ) -> &mut Self
+    where
+        P: Payload,
+        F: Fn(Event<P>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, E>> + Send + 'static,
+        O: Into<Summary>,
+        E: Into<HandlerError>,
+    {
+        self.decls.handlers.push(HandlerDecl {
+            name,
+            doc,
+            extension: self.extension,
+            payload: TypeInfo::of::<P>(),
+            call: Arc::new(TypedHandler {
+                f,
+                payload: PhantomData,
+            }),
+            at: Location::caller(),
+        });
+        self
+    }
+
+    /// Declares a filter that this extension runs.
+    #[track_caller]
+    pub fn filter<D: Payload>(&mut self, filter: &'static Filter<D>) -> &mut Self {
+        self.decls.filters.push(FilterDecl {
+            name: filter.name(),
+            doc: filter.doc(),
+            extension: self.extension,
+            data: TypeInfo::of::<D>(),
+            at: Location::caller(),
+        });
+        self
+    }
+
+    /// Declares a filter step: an async function of a [`Context`] and the data `D`, returning the
+    /// data to pass on or halt with. Configuration puts it in the pipelines of filters of `D`.
+    #[track_caller]
+    pub fn step<D, F, Fut>(&mut self, name: &'static str, doc: &'static str, f: F) -> &mut Self
+    where
+        D: Payload,
+        F: Fn(Context, D) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = StepResult<D>> + Send + 'static,
+    {
+        self.decls.steps.push(StepDecl {
+            name,
+            doc,
+            extension: self.extension,
+            data: TypeInfo::of::<D>(),
+            call: Arc::new(TypedStep {
+                f,
+                data: PhantomData,
+            }),
+            at: Location::caller(),
+        });
+        self
+    }
+}

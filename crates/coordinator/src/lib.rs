@@ -1,0 +1,84 @@
+//! The Commerce Coordinator framework.
+//!
+//! Everything an extension author uses lives here: the [`Extension`] trait and its
+//! [`ExtensionBuilder`], typed [`Signal`]s and [`Filter`]s, the configuration ([`Config`]) whose
+//! wiring is validated at start-up ([`Coordinator::builder`]), robust dispatch
+//! ([`Context::send_robust`], the only way to send), the [`Catalog`] that documents it all, and a
+//! test harness ([`testing`]).
+//!
+//! The crate knows nothing about commerce: commerce lives in extensions.
+//!
+//! ```
+//! use coordinator::prelude::*;
+//!
+//! #[derive(Debug, Serialize, Deserialize, JsonSchema)]
+//! pub struct OrderPlaced { pub order_number: String }
+//!
+//! pub static ORDER_PLACED: Signal<OrderPlaced> =
+//!     Signal::new("shop.order_placed", "An order was placed and paid for.");
+//!
+//! async fn enroll_learner(event: Event<OrderPlaced>) -> HandlerResult {
+//!     Ok(format!("enrolled for {}", event.order_number).into())
+//! }
+//!
+//! struct ShopExtension;
+//! impl Extension for ShopExtension {
+//!     fn name(&self) -> &'static str { "shop" }
+//!     fn build(&self, ext: &mut ExtensionBuilder<'_>) {
+//!         ext.signal(&ORDER_PLACED)
+//!             .handler("shop.enroll_learner", "Enrolls the learner.", enroll_learner);
+//!     }
+//! }
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let config = Config::from_toml(r#"
+//!     [signals]
+//!     "shop.order_placed" = ["shop.enroll_learner"]
+//! "#).unwrap();
+//! let coordinator = Coordinator::builder().extension(ShopExtension).config(config).build().unwrap();
+//! let report = coordinator
+//!     .context("shop")
+//!     .send_robust(&ORDER_PLACED, OrderPlaced { order_number: "EDX-1".into() })
+//!     .await;
+//! assert!(report.all_ok());
+//! # });
+//! ```
+#![warn(missing_docs)]
+
+pub mod catalog;
+pub mod config;
+mod coordinator;
+pub mod dispatch;
+pub mod extension;
+pub mod filter;
+mod guard;
+pub mod handler;
+mod names;
+pub mod payload;
+pub mod signal;
+pub mod testing;
+pub mod wiring;
+
+pub use catalog::Catalog;
+pub use config::{Config, ConfigError};
+pub use coordinator::{BuildError, Context, Coordinator, CoordinatorBuilder};
+pub use dispatch::{DispatchReport, HandlerRun, Outcome, Sender};
+pub use extension::{Extension, ExtensionBuilder};
+pub use filter::{Filter, FilterError, FilterRun, Flow, StepError, StepResult};
+pub use handler::{Event, HandlerError, HandlerResult, Summary};
+pub use payload::{Payload, Personal};
+pub use signal::Signal;
+pub use wiring::{Validation, WiringError, WiringWarning};
+
+/// Everything an extension needs: `use coordinator::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        Context, DispatchReport, Event, Extension, ExtensionBuilder, Filter, Flow, HandlerError,
+        HandlerResult, Outcome, Payload, Personal, Sender, Signal, StepError, StepResult, Summary,
+    };
+    pub use schemars::JsonSchema;
+    pub use serde::{Deserialize, Serialize};
+}
+
+/// Re-exported so that extension crates derive with the same versions as the framework.
+pub use schemars;

@@ -1,0 +1,304 @@
+//! A test harness for extension authors.
+//!
+//! Build a coordinator from some extensions and an inline TOML wiring, send signals, run
+//! filters, and assert on the reports and on what handlers saw, in a few lines:
+//!
+//! ```
+//! use coordinator::prelude::*;
+//! use coordinator::testing::TestCoordinator;
+//!
+//! #[derive(Debug, Serialize, Deserialize, JsonSchema)]
+//! pub struct Pinged { pub n: u32 }
+//! pub static PINGED: Signal<Pinged> = Signal::new("ping.pinged", "A ping.");
+//!
+//! struct PingExtension;
+//! impl Extension for PingExtension {
+//!     fn name(&self) -> &'static str { "ping" }
+//!     fn build(&self, ext: &mut ExtensionBuilder<'_>) { ext.signal(&PINGED); }
+//! }
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let t = TestCoordinator::builder()
+//!     .extension(PingExtension)
+//!     .recorder::<Pinged>("testing.saw_ping")
+//!     .wiring(r#"[signals]
+//!                "ping.pinged" = ["testing.saw_ping"]"#)
+//!     .build();
+//! let report = t.send(&PINGED, Pinged { n: 3 }).await;
+//! assert!(report.all_ok());
+//! assert_eq!(t.seen::<Pinged>("testing.saw_ping")[0].n, 3);
+//! # });
+//! ```
+
+use std::any::Any;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rustc_hash::FxHashMap;
+
+use crate::config::Config;
+use crate::coordinator::{Context, Coordinator, CoordinatorBuilder};
+use crate::dispatch::DispatchReport;
+use crate::extension::{Declarations, Extension, ExtensionBuilder};
+use crate::filter::{Filter, FilterError, FilterRun};
+use crate::handler::{Event, HandlerError};
+use crate::payload::Payload;
+use crate::signal::Signal;
+use crate::wiring::{self, Validation};
+
+/// The name of the extension that holds the harness's recorders.
+pub const TESTING_EXTENSION: &str = "testing";
+
+type Seen = Arc<Mutex<FxHashMap<&'static str, Vec<Arc<dyn Any + Send + Sync>>>>>;
+type Declare = Box<dyn Fn(&mut ExtensionBuilder<'_>, &Seen) + Send + Sync>;
+
+/// The harness's own extension: one recording handler per [`TestBuilder::recorder`].
+struct Recorders {
+    seen: Seen,
+    declare: Vec<Declare>,
+}
+
+impl Extension for Recorders {
+    fn name(&self) -> &'static str {
+        TESTING_EXTENSION
+    }
+
+    fn doc(&self) -> &'static str {
+        "Test recorders: handlers that keep every payload they receive."
+    }
+
+    fn build(&self, ext: &mut ExtensionBuilder<'_>) {
+        for declare in &self.declare {
+            declare(ext, &self.seen);
+        }
+    }
+}
+
+/// Builds a [`TestCoordinator`].
+pub struct TestBuilder {
+    extensions: Vec<Box<dyn Extension>>,
+    recorders: Recorders,
+    wiring: String,
+}
+
+/// A coordinator under test, with recorders that keep what they received.
+pub struct TestCoordinator {
+    coordinator: Coordinator,
+    seen: Seen,
+}
+
+impl TestCoordinator {
+    /// Starts a harness.
+    pub fn builder() -> TestBuilder {
+        TestBuilder {
+            extensions: Vec::new(),
+            recorders: Recorders {
+                seen: Seen::default(),
+                declare: Vec::new(),
+            },
+            wiring: String::new(),
+        }
+    }
+
+    /// Sends a signal as the `testing` extension.
+    pub async fn send<P: Payload>(&self, signal: &Signal<P>, payload: P) -> DispatchReport {
+        self.context().send_robust(signal, payload).await
+    }
+
+    /// Runs a filter as the `testing` extension.
+    pub async fn run_filter<D: Payload>(
+        &self,
+        filter: &Filter<D>,
+        data: D,
+    ) -> Result<FilterRun<D>, FilterError> {
+        self.context().run_filter(filter, data).await
+    }
+
+    /// Every payload the recorder `name` received, in order of arrival.
+    ///
+    /// # Panics
+    /// If no recorder of that name and payload type exists.
+    #[track_caller]
+    pub fn seen<P: Payload>(&self, name: &str) -> Vec<Arc<P>> {
+        let seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        seen.get(name)
+            .map(|v| {
+                v.iter()
+                    .map(|p| {
+                        Arc::clone(p).downcast::<P>().unwrap_or_else(|_| {
+                            panic!(
+                                "recorder \"{name}\" does not record {}",
+                                std::any::type_name::<P>()
+                            )
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The coordinator itself.
+    pub fn coordinator(&self) -> &Coordinator {
+        &self.coordinator
+    }
+
+    /// A context that sends as the `testing` extension.
+    pub fn context(&self) -> Context {
+        self.coordinator.context(TESTING_EXTENSION)
+    }
+}
+
+impl TestBuilder {
+    /// Adds an extension. Unless the wiring lists `[extensions] enabled`, all added extensions run.
+    pub fn extension(mut self, extension: impl Extension) -> Self {
+        self.extensions.push(Box::new(extension));
+        self
+    }
+
+    /// Adds a recording handler named `name` (`testing.<something>`) for payloads of type `P`.
+    /// Wire it like any handler; read what it received with [`TestCoordinator::seen`].
+    pub fn recorder<P: Payload>(mut self, name: &'static str) -> Self {
+        self.recorders.declare.push(Box::new(move |ext, seen| {
+            let seen = Arc::clone(seen);
+            ext.handler(
+                name,
+                "Records every payload it receives.",
+                move |event: Event<P>| {
+                    seen.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .entry(name)
+                        .or_default()
+                        .push(event.shared_payload());
+                    std::future::ready(Ok::<_, HandlerError>(()))
+                },
+            );
+        }));
+        self
+    }
+
+    /// Sets the configuration (TOML): usually just `[signals]` and `[filters]`.
+    pub fn wiring(mut self, toml: &str) -> Self {
+        toml.clone_into(&mut self.wiring);
+        self
+    }
+
+    #[track_caller]
+    fn config(&self) -> Config {
+        let mut config = Config::from_toml(&self.wiring)
+            .unwrap_or_else(|e| panic!("the test wiring is not a valid configuration: {e}"));
+        if let Some(enabled) = &mut config.extensions.enabled {
+            if !self.recorders.declare.is_empty() && !enabled.iter().any(|e| e == TESTING_EXTENSION)
+            {
+                enabled.push(TESTING_EXTENSION.to_owned());
+            }
+        }
+        config
+    }
+
+    /// Every error and warning of the wiring, without building.
+    #[track_caller]
+    pub fn validate(&self) -> Validation {
+        let config = self.config();
+        let mut all: Vec<&dyn Extension> = self.extensions.iter().map(|e| &**e).collect();
+        if !self.recorders.declare.is_empty() {
+            all.push(&self.recorders);
+        }
+        wiring::compile(&Declarations::collect(all), &config).0
+    }
+
+    /// Builds the coordinator.
+    ///
+    /// # Panics
+    /// With every problem, if the wiring is invalid.
+    #[track_caller]
+    pub fn build(self) -> TestCoordinator {
+        let config = self.config();
+        let seen = Arc::clone(&self.recorders.seen);
+        let mut builder: CoordinatorBuilder = Coordinator::builder()
+            .extensions(self.extensions)
+            .config(config);
+        if !self.recorders.declare.is_empty() {
+            builder = builder.extension(self.recorders);
+        }
+        match builder.build() {
+            Ok(coordinator) => TestCoordinator { coordinator, seen },
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// The standard checks every extension should pass: its example configuration validates with
+/// no error, and its catalog entries are complete (docs on the extension and on everything it
+/// declares, object schemas for payloads). Returns every problem found; assert it is empty:
+///
+/// ```
+/// # use coordinator::prelude::*;
+/// # struct Quiet;
+/// # impl Extension for Quiet {
+/// #     fn name(&self) -> &'static str { "quiet" }
+/// #     fn doc(&self) -> &'static str { "Does nothing." }
+/// #     fn build(&self, _: &mut ExtensionBuilder<'_>) {}
+/// # }
+/// let problems = coordinator::testing::check_extension(Quiet, "");
+/// assert!(problems.is_empty(), "{problems:#?}");
+/// ```
+pub fn check_extension(extension: impl Extension, example_config: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let name = extension.name();
+    let config = match Config::from_toml(example_config) {
+        Ok(c) => c,
+        Err(e) => return vec![format!("the example configuration does not parse: {e}")],
+    };
+    let coordinator = match Coordinator::builder()
+        .extension(extension)
+        .config(config)
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => return vec![format!("the example configuration does not validate: {e}")],
+    };
+    let catalog = coordinator.catalog();
+    for e in catalog
+        .extensions
+        .iter()
+        .filter(|e| e.doc.trim().is_empty())
+    {
+        problems.push(format!("extension \"{}\" has no doc", e.name));
+    }
+    if !catalog
+        .extensions
+        .iter()
+        .any(|e| e.name == name && e.enabled)
+    {
+        problems.push(format!(
+            "extension \"{name}\" is not enabled by its example configuration"
+        ));
+    }
+    let undocumented = catalog
+        .signals
+        .iter()
+        .map(|s| ("signal", &s.name, &s.doc))
+        .chain(
+            catalog
+                .handlers
+                .iter()
+                .map(|h| ("handler", &h.name, &h.doc)),
+        )
+        .chain(catalog.filters.iter().map(|f| ("filter", &f.name, &f.doc)))
+        .chain(catalog.steps.iter().map(|s| ("step", &s.name, &s.doc)));
+    for (kind, n, doc) in undocumented {
+        if doc.trim().is_empty() {
+            problems.push(format!("{kind} \"{n}\" has no doc"));
+        }
+    }
+    let schemas = catalog
+        .signals
+        .iter()
+        .map(|s| (&s.name, &s.payload_schema))
+        .chain(catalog.filters.iter().map(|f| (&f.name, &f.data_schema)));
+    for (n, schema) in schemas {
+        if schema.get("type").and_then(|t| t.as_str()) != Some("object") {
+            problems.push(format!("the payload of \"{n}\" is not a JSON object (a struct with named fields documents itself best)"));
+        }
+    }
+    problems
+}
