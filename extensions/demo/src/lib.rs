@@ -1,1 +1,61 @@
+//! The demo extension: a small commerce flow that exercises every feature of the framework.
+//!
+//! - Signals: `demo.order_placed` (with personal data), `demo.payment_refunded`, and
+//!   `demo.learner_enrolled`, which a handler sends as a follow-up.
+//! - Handlers: some that succeed, one that always fails (with an error chain) and one that
+//!   always panics, to show that neither stops the others.
+//! - A filter, `demo.payment_page_redirect_requested`, whose steps transform the data, halt the
+//!   pipeline for embargoed countries, or fail.
+//!
+//! Its "external systems" are in-memory sandbox fakes ([`DemoState`]), so it runs anywhere.
+//! Copy this crate as the starting point of your own extension.
 
+mod error;
+mod filters;
+mod handlers;
+mod signals;
+
+use coordinator::prelude::*;
+
+pub use error::DemoError;
+pub use filters::{PAYMENT_PAGE_REDIRECT_REQUESTED, PaymentPageRequest};
+pub use handlers::{DemoState, Enrollment};
+pub use signals::{
+    LEARNER_ENROLLED, LearnerEnrolled, ORDER_PLACED, OrderPlaced, PAYMENT_REFUNDED, PaymentRefunded,
+};
+
+/// The demo extension. Its state (the sandbox LMS) is shared by its handlers.
+#[derive(Clone, Debug, Default)]
+pub struct DemoExtension {
+    state: DemoState,
+}
+
+impl DemoExtension {
+    /// A demo extension whose sandbox state the caller can inspect.
+    pub fn with_state(state: DemoState) -> Self {
+        Self { state }
+    }
+}
+
+impl Extension for DemoExtension {
+    fn name(&self) -> &'static str {
+        "demo"
+    }
+
+    fn doc(&self) -> &'static str {
+        "A small commerce flow against sandbox fakes: orders enroll learners, refunds revoke \
+         seats, and a filter picks where a learner pays. Includes handlers that fail and panic \
+         on purpose, to show that dispatch is robust."
+    }
+
+    fn build(&self, ext: &mut ExtensionBuilder<'_>) {
+        ext.signal(&ORDER_PLACED)
+            .signal(&PAYMENT_REFUNDED)
+            .signal(&LEARNER_ENROLLED);
+        handlers::declare(ext, &self.state);
+        filters::declare(ext);
+    }
+}
+
+#[cfg(test)]
+mod tests;

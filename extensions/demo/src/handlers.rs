@@ -1,0 +1,130 @@
+//! The demo extension's handlers, and the sandbox LMS they talk to.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use coordinator::prelude::*;
+
+use crate::error::DemoError;
+use crate::signals::{LEARNER_ENROLLED, LearnerEnrolled, OrderPlaced, PaymentRefunded};
+
+/// One seat in the sandbox LMS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Enrollment {
+    /// The learner.
+    pub lms_user_id: u64,
+    /// The course run.
+    pub course_run_key: String,
+    /// The order that paid for it.
+    pub order_number: String,
+    /// Whether the seat is still held (false once revoked).
+    pub active: bool,
+}
+
+/// The sandbox LMS: an in-memory list of enrollments, shared by the handlers.
+#[derive(Clone, Debug, Default)]
+pub struct DemoState {
+    enrollments: Arc<Mutex<Vec<Enrollment>>>,
+}
+
+impl DemoState {
+    /// Every enrollment made so far.
+    pub fn enrollments(&self) -> Vec<Enrollment> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Enrollment>> {
+        self.enrollments
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+pub(crate) fn declare(ext: &mut ExtensionBuilder<'_>, state: &DemoState) {
+    let lms = state.clone();
+    ext.handler(
+        "demo.enroll_learner",
+        "Enrolls the learner in the course run they paid for (in the sandbox LMS), then sends demo.learner_enrolled.",
+        move |event: Event<OrderPlaced>| enroll_learner(lms.clone(), event),
+    );
+    let lms = state.clone();
+    ext.handler(
+        "demo.revoke_seat",
+        "Revokes the seat that a refunded payment paid for (in the sandbox LMS).",
+        move |event: Event<PaymentRefunded>| revoke_seat(lms.clone(), event),
+    )
+    .handler(
+        "demo.notify_unreachable_crm",
+        "Always fails, as if the CRM were down: shows that a failing handler is isolated and its error chain reported.",
+        notify_unreachable_crm,
+    )
+    .handler(
+        "demo.audit_with_bug",
+        "Always panics, as if it had a bug: shows that a panicking handler is caught and reported while the others run.",
+        audit_with_bug,
+    )
+    .handler(
+        "demo.welcome_learner",
+        "Would send the learner a welcome email; records that it was asked to.",
+        welcome_learner,
+    );
+}
+
+async fn enroll_learner(lms: DemoState, event: Event<OrderPlaced>) -> HandlerResult {
+    let order = event.payload();
+    let seat = {
+        let mut enrollments = lms.lock();
+        enrollments.push(Enrollment {
+            lms_user_id: order.lms_user_id,
+            course_run_key: order.course_run_key.clone(),
+            order_number: order.order_number.clone(),
+            active: true,
+        });
+        enrollments.len()
+    };
+    let follow_up = event
+        .context()
+        .send_robust(
+            &LEARNER_ENROLLED,
+            LearnerEnrolled {
+                lms_user_id: order.lms_user_id,
+                course_run_key: order.course_run_key.clone(),
+                order_number: order.order_number.clone(),
+            },
+        )
+        .await;
+    Ok(format!("seat {seat}; follow-up dispatch {}", follow_up.id).into())
+}
+
+async fn revoke_seat(lms: DemoState, event: Event<PaymentRefunded>) -> HandlerResult {
+    let mut revoked = 0;
+    for e in lms
+        .lock()
+        .iter_mut()
+        .filter(|e| e.order_number == event.order_number && e.active)
+    {
+        e.active = false;
+        revoked += 1;
+    }
+    Ok(format!("revoked {revoked} seat(s)").into())
+}
+
+async fn notify_unreachable_crm(event: Event<OrderPlaced>) -> Result<(), DemoError> {
+    Err(DemoError::CrmUnreachable {
+        order_number: event.order_number.clone(),
+        source: std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused"),
+    })
+}
+
+async fn audit_with_bug(event: Event<OrderPlaced>) -> HandlerResult {
+    let amounts: Vec<u64> = Vec::new();
+    // The bug: indexing an empty list.
+    let first = amounts.get(usize::from(event.amount_cents > 0) - 1);
+    match first {
+        Some(a) => Ok(format!("audited {a}").into()),
+        None => panic!("audit trail is empty for order {}", event.order_number),
+    }
+}
+
+async fn welcome_learner(event: Event<LearnerEnrolled>) -> HandlerResult {
+    Ok(format!("welcome queued for learner {}", event.lms_user_id).into())
+}

@@ -1,0 +1,58 @@
+//! The signals the demo extension sends.
+
+use coordinator::prelude::*;
+
+/// An order was placed and paid for.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct OrderPlaced {
+    /// The order number in the commerce platform (`EDX-100001`).
+    pub order_number: String,
+    /// The learner's LMS user id.
+    pub lms_user_id: u64,
+    /// The learner's email address (personal data: never logged).
+    pub email: Personal<String>,
+    /// The course run the learner bought a seat in.
+    pub course_run_key: String,
+    /// The amount paid, in the smallest unit of the currency.
+    pub amount_cents: u64,
+}
+
+/// A payment was refunded, in full or in part.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct PaymentRefunded {
+    /// The order the payment belongs to.
+    pub order_number: String,
+    /// The processor's refund id.
+    pub refund_id: String,
+    /// The amount refunded, in the smallest unit of the currency.
+    pub amount_cents: u64,
+}
+
+/// A learner was enrolled in a course run.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct LearnerEnrolled {
+    /// The learner's LMS user id.
+    pub lms_user_id: u64,
+    /// The course run.
+    pub course_run_key: String,
+    /// The order that paid for the seat.
+    pub order_number: String,
+}
+
+/// Sent when an order is placed and paid for.
+pub static ORDER_PLACED: Signal<OrderPlaced> = Signal::new(
+    "demo.order_placed",
+    "An order was placed and paid for in the commerce platform: its learner should get a seat.",
+);
+
+/// Sent when a payment is refunded.
+pub static PAYMENT_REFUNDED: Signal<PaymentRefunded> = Signal::new(
+    "demo.payment_refunded",
+    "A payment was refunded by the payment processor: the seat it paid for should be revoked.",
+);
+
+/// Sent by `demo.enroll_learner` after it enrolls a learner.
+pub static LEARNER_ENROLLED: Signal<LearnerEnrolled> = Signal::new(
+    "demo.learner_enrolled",
+    "A learner was enrolled in a course run (sent by demo.enroll_learner).",
+);

@@ -1,0 +1,160 @@
+use coordinator::prelude::*;
+use coordinator::testing::{TestCoordinator, check_extension};
+
+use super::*;
+
+const DEFAULT_CONFIG: &str = include_str!("../../../config/default.toml");
+
+fn order() -> OrderPlaced {
+    OrderPlaced {
+        order_number: "EDX-100001".into(),
+        lms_user_id: 12345,
+        email: Personal::new("ada@example.com".into()),
+        course_run_key: "course-v1:edX+DemoX+T1".into(),
+        amount_cents: 4900,
+    }
+}
+
+fn harness(state: &DemoState) -> TestCoordinator {
+    TestCoordinator::builder()
+        .extension(DemoExtension::with_state(state.clone()))
+        .recorder::<LearnerEnrolled>("testing.saw_enrollment")
+        .wiring(&DEFAULT_CONFIG.replace(
+            "\"demo.learner_enrolled\" = [\"demo.welcome_learner\"]",
+            "\"demo.learner_enrolled\" = [\"demo.welcome_learner\", \"testing.saw_enrollment\"]",
+        ))
+        .build()
+}
+
+#[test]
+fn passes_the_standard_extension_checks_with_the_default_configuration() {
+    let problems = check_extension(DemoExtension::default(), DEFAULT_CONFIG);
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[tokio::test]
+async fn an_order_enrolls_the_learner_while_the_failing_and_panicking_handlers_are_reported() {
+    let state = DemoState::default();
+    let t = harness(&state);
+    let report = t.send(&ORDER_PLACED, order()).await;
+
+    assert_eq!(report.handlers.len(), 3);
+    let enroll = report.run("demo.enroll_learner").unwrap();
+    assert!(enroll.outcome.is_ok(), "{enroll:?}");
+    assert_eq!(
+        report.run("demo.notify_unreachable_crm").unwrap().outcome,
+        Outcome::Error {
+            chain: vec![
+                "could not notify the CRM about order EDX-100001".into(),
+                "connection refused".into()
+            ]
+        }
+    );
+    match &report.run("demo.audit_with_bug").unwrap().outcome {
+        Outcome::Panicked { message, location } => {
+            assert_eq!(message, "audit trail is empty for order EDX-100001");
+            assert!(
+                location.as_deref().unwrap().contains("handlers.rs"),
+                "{location:?}"
+            );
+        }
+        other => panic!("expected a panic, got {other:?}"),
+    }
+
+    assert_eq!(state.enrollments().len(), 1);
+    let seen = t.seen::<LearnerEnrolled>("testing.saw_enrollment");
+    assert_eq!(seen.len(), 1, "the follow-up signal reached its handlers");
+    assert_eq!(seen[0].order_number, "EDX-100001");
+}
+
+#[tokio::test]
+async fn the_report_never_contains_personal_data() {
+    let t = harness(&DemoState::default());
+    let report = t.send(&ORDER_PLACED, order()).await;
+    let json = serde_json::to_string(&report).unwrap();
+    assert!(!json.contains("ada@example.com"), "{json}");
+}
+
+#[tokio::test]
+async fn a_refund_revokes_the_seat_it_paid_for() {
+    let state = DemoState::default();
+    let t = harness(&state);
+    t.send(&ORDER_PLACED, order()).await;
+    let report = t
+        .send(
+            &PAYMENT_REFUNDED,
+            PaymentRefunded {
+                order_number: "EDX-100001".into(),
+                refund_id: "re_1".into(),
+                amount_cents: 4900,
+            },
+        )
+        .await;
+    assert!(report.all_ok(), "{report:?}");
+    assert_eq!(
+        report.run("demo.revoke_seat").unwrap().outcome,
+        Outcome::Ok {
+            result: Some("revoked 1 seat(s)".into())
+        }
+    );
+    assert!(!state.enrollments()[0].active);
+}
+
+fn request(country: &str) -> PaymentPageRequest {
+    PaymentPageRequest {
+        sku: "SKU-1".into(),
+        lms_user_id: 1,
+        country: country.into(),
+        processor: None,
+        redirect_url: None,
+        blocked_reason: None,
+    }
+}
+
+#[tokio::test]
+async fn the_payment_page_filter_chooses_a_processor_and_builds_the_url() {
+    let t = harness(&DemoState::default());
+    let run = t
+        .run_filter(&PAYMENT_PAGE_REDIRECT_REQUESTED, request("IN"))
+        .await
+        .unwrap();
+    assert_eq!(run.halted_by, None);
+    assert_eq!(run.steps.len(), 3);
+    assert_eq!(
+        run.data.redirect_url.as_deref(),
+        Some("https://pay.sandbox.invalid/paypal/checkout?sku=SKU-1")
+    );
+}
+
+#[tokio::test]
+async fn the_payment_page_filter_halts_for_embargoed_countries() {
+    let t = harness(&DemoState::default());
+    let run = t
+        .run_filter(&PAYMENT_PAGE_REDIRECT_REQUESTED, request("KP"))
+        .await
+        .unwrap();
+    assert_eq!(run.halted_by, Some("demo.block_embargoed_country"));
+    assert_eq!(run.steps.len(), 1);
+    assert_eq!(run.data.redirect_url, None);
+    assert!(run.data.blocked_reason.unwrap().contains("KP"));
+}
+
+#[tokio::test]
+async fn a_misordered_pipeline_fails_naming_the_step() {
+    let t = TestCoordinator::builder()
+        .extension(DemoExtension::default())
+        .wiring(
+            r#"[filters."demo.payment_page_redirect_requested"]
+               pipeline = ["demo.build_redirect_url"]"#,
+        )
+        .build();
+    let err = t
+        .run_filter(&PAYMENT_PAGE_REDIRECT_REQUESTED, request("FR"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "filter \"demo.payment_page_redirect_requested\" failed at step \"demo.build_redirect_url\": \
+         no payment processor was chosen for SKU SKU-1; put demo.choose_processor before demo.build_redirect_url in the pipeline"
+    );
+}
