@@ -94,9 +94,7 @@ fn install_panic_hook() {
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info| {
             if CAPTURING.with(Cell::get) > 0 {
-                let message = info
-                    .payload_as_str()
-                    .map_or_else(|| payload_message(info.payload()), str::to_owned);
+                let message = payload_message(info.payload());
                 let location = info
                     .location()
                     .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));

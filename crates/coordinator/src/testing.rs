@@ -226,6 +226,45 @@ impl TestBuilder {
     }
 }
 
+/// An extension made from a name and a `build` closure: a quick fixture for tests.
+///
+/// ```
+/// use coordinator::prelude::*;
+///
+/// #[derive(Debug, Serialize, Deserialize, JsonSchema)]
+/// pub struct Tick { pub n: u32 }
+/// static TICKED: Signal<Tick> = Signal::new("clock.ticked", "A tick.");
+///
+/// let clock = coordinator::testing::extension("clock", |ext| {
+///     ext.signal(&TICKED);
+/// });
+/// assert_eq!(clock.name(), "clock");
+/// ```
+pub fn extension<F>(name: &'static str, build: F) -> impl Extension
+where
+    F: Fn(&mut ExtensionBuilder<'_>) + Send + Sync + 'static,
+{
+    struct FnExtension<F> {
+        name: &'static str,
+        build: F,
+    }
+    impl<F> Extension for FnExtension<F>
+    where
+        F: Fn(&mut ExtensionBuilder<'_>) + Send + Sync + 'static,
+    {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+        fn doc(&self) -> &'static str {
+            "A test fixture."
+        }
+        fn build(&self, ext: &mut ExtensionBuilder<'_>) {
+            (self.build)(ext);
+        }
+    }
+    FnExtension { name, build }
+}
+
 /// The standard checks every extension should pass: its example configuration validates with
 /// no error, and its catalog entries are complete (docs on the extension and on everything it
 /// declares, object schemas for payloads). Returns every problem found; assert it is empty:
