@@ -49,6 +49,18 @@ pub struct Config {
     /// `[log]`: what the process logs and how.
     #[serde(default)]
     pub log: LogConfig,
+    /// `[storage]`: where the coordinator keeps its data.
+    #[serde(default)]
+    pub storage: StorageConfig,
+    /// `[dispatch_log]`: the record of every dispatch.
+    #[serde(default)]
+    pub dispatch_log: DispatchLogConfig,
+    /// `[auth]`: who may call `/api/v1/*` and the extension routes that require it.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// `[extension.<name>]`: each extension's own settings, read by the extension's settings type.
+    #[serde(default)]
+    pub extension: BTreeMap<String, toml::Table>,
 }
 
 /// `[extensions]`.
@@ -102,13 +114,142 @@ pub struct FilterConfig {
 pub struct ServerConfig {
     /// The address the HTTP server listens on. Default `"127.0.0.1:8140"`.
     pub bind: String,
+    /// How long one request may take before it is answered with 503. Default `"30s"`.
+    pub request_timeout: ConfigDuration,
+    /// The largest request body accepted, in bytes. Default 1 MiB.
+    pub body_limit_bytes: usize,
+    /// On SIGTERM or SIGINT, how long in-flight requests may take to finish. Default `"30s"`.
+    pub shutdown_grace: ConfigDuration,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             bind: "127.0.0.1:8140".to_owned(),
+            request_timeout: ConfigDuration(Duration::from_secs(30)),
+            body_limit_bytes: 1024 * 1024,
+            shutdown_grace: ConfigDuration(Duration::from_secs(30)),
         }
+    }
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// `sqlite://<path>` (the embedded default: a file in a local data folder, created on
+    /// start) or `postgres://user@host:port/database`. Default `"sqlite://coordinator-data/coordinator.db"`.
+    pub url: Secret,
+    /// The most connections the pool opens. Default 8.
+    pub max_connections: u32,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            url: Secret::new("sqlite://coordinator-data/coordinator.db"),
+            max_connections: 8,
+        }
+    }
+}
+
+/// `[dispatch_log]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DispatchLogConfig {
+    /// Whether dispatch reports are stored. Default `true`.
+    pub enabled: bool,
+    /// How many reports may wait in memory for the writer. When full, new reports are counted
+    /// and logged as dropped; sending never waits. Default 10000.
+    pub buffer: usize,
+    /// The most reports written in one batch. Default 500.
+    pub batch_size: usize,
+    /// The longest a report waits before its batch is written. Default `"100ms"`.
+    pub flush_interval: ConfigDuration,
+    /// How long reports are kept. Default `"7d"`.
+    pub retention: ConfigDuration,
+}
+
+impl Default for DispatchLogConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            buffer: 10_000,
+            batch_size: 500,
+            flush_interval: ConfigDuration(Duration::from_millis(100)),
+            retention: ConfigDuration(Duration::from_secs(7 * 86_400)),
+        }
+    }
+}
+
+/// `[auth]`. With nothing configured, `/api/v1/*` refuses every request with a 401 that says
+/// how to configure credentials.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Static API tokens accepted as `Authorization: Bearer <token>`. Set them from the
+    /// environment: `COORDINATOR__AUTH__API_TOKENS='["..."]'`.
+    pub api_tokens: Vec<Secret>,
+    /// JSON Web Tokens accepted as `Authorization: Bearer <jwt>`.
+    pub jwt: Option<JwtConfig>,
+}
+
+/// `[auth.jwt]`: exactly one of `hs256_secret` and `rs256_public_key`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// The shared secret of HS256 tokens (from the environment:
+    /// `COORDINATOR__AUTH__JWT__HS256_SECRET`).
+    pub hs256_secret: Option<Secret>,
+    /// The PEM public key that verifies RS256 tokens.
+    pub rs256_public_key: Option<String>,
+    /// The required `iss` claim.
+    pub issuer: Option<String>,
+    /// The required `aud` claim.
+    pub audience: Option<String>,
+    /// Clock skew tolerated when checking `exp` and `nbf`. Default `"30s"`.
+    #[serde(default = "default_leeway")]
+    pub leeway: ConfigDuration,
+}
+
+fn default_leeway() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(30))
+}
+
+/// A secret (a token, a password, a URL with credentials): readable by the code that needs it,
+/// printed as `[secret]` everywhere else (`Debug`, `Display`, and when the configuration is
+/// written out).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, for the code that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[secret]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[secret]")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("[secret]")
     }
 }
 
@@ -156,7 +297,7 @@ impl FromStr for ConfigDuration {
         let (number, unit) = s.split_at(split);
         let bad = || {
             format!(
-                "invalid duration \"{s}\": write a whole number and a unit (ms, s, m or h), e.g. \"250ms\" or \"5s\""
+                "invalid duration \"{s}\": write a whole number and a unit (ms, s, m, h or d), e.g. \"250ms\" or \"5s\""
             )
         };
         let n: u64 = number.parse().map_err(|_| bad())?;
@@ -165,6 +306,7 @@ impl FromStr for ConfigDuration {
             "s" => Duration::from_secs(n),
             "m" => Duration::from_secs(n.saturating_mul(60)),
             "h" => Duration::from_secs(n.saturating_mul(3600)),
+            "d" => Duration::from_secs(n.saturating_mul(86_400)),
             _ => return Err(bad()),
         };
         Ok(Self(d))
@@ -174,7 +316,9 @@ impl FromStr for ConfigDuration {
 impl fmt::Display for ConfigDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        if ms % 3_600_000 == 0 && ms > 0 {
+        if ms % 86_400_000 == 0 && ms > 0 {
+            write!(f, "{}d", ms / 86_400_000)
+        } else if ms % 3_600_000 == 0 && ms > 0 {
             write!(f, "{}h", ms / 3_600_000)
         } else if ms % 60_000 == 0 && ms > 0 {
             write!(f, "{}m", ms / 60_000)
@@ -420,6 +564,19 @@ mod tests {
     }
 
     #[test]
+    fn secrets_never_print() {
+        let c = Config::parse(
+            "t",
+            "",
+            env(&[("COORDINATOR__AUTH__API_TOKENS", "[\"s3cr3t-token\"]")]),
+        )
+        .unwrap();
+        assert_eq!(c.auth.api_tokens[0].expose(), "s3cr3t-token");
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+        assert!(!c.to_toml().contains("s3cr3t"));
+    }
+
+    #[test]
     fn config_round_trips_through_toml() {
         let c = Config::parse(
             "t",
@@ -427,6 +584,7 @@ mod tests {
             [],
         )
         .unwrap();
-        assert_eq!(Config::from_toml(&c.to_toml()).unwrap(), c);
+        let back = Config::from_toml(&c.to_toml()).unwrap();
+        assert_eq!((back.signals, back.filters), (c.signals, c.filters));
     }
 }

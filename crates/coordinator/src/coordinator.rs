@@ -10,10 +10,12 @@ use tracing::{Instrument, debug, debug_span, error};
 
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::dispatch::{self, DispatchReport, Sender};
+use crate::dispatch::{self, DispatchObserver, DispatchReport, Sender};
 use crate::extension::{Declarations, Extension};
 use crate::filter::{AnyData, Filter, FilterError, FilterRun, Flow};
 use crate::guard::{Guard, Guarded};
+use crate::http::Route;
+use crate::migration::Migration;
 use crate::payload::Payload;
 use crate::signal::Signal;
 use crate::wiring::{self, Validation, Wiring, WiringWarning};
@@ -27,6 +29,7 @@ pub struct Coordinator {
 }
 
 pub(crate) struct Inner {
+    pub(crate) observers: Box<[Arc<dyn DispatchObserver>]>,
     pub(crate) decls: Declarations,
     pub(crate) wiring: Wiring,
     pub(crate) config: Config,
@@ -71,6 +74,30 @@ impl Coordinator {
     pub fn warnings(&self) -> &[WiringWarning] {
         &self.inner.warnings
     }
+
+    /// The HTTP routes of each enabled extension, for the server to mount under
+    /// `/api/<extension>/` (validation has checked that they do not collide).
+    pub fn routes(&self) -> Vec<(&'static str, Vec<Route>)> {
+        self.enabled_extensions()
+            .filter(|e| !e.routes.is_empty())
+            .map(|e| (e.name, e.routes.clone()))
+            .collect()
+    }
+
+    /// The migrations of every enabled extension, in declaration order.
+    pub fn migrations(&self) -> Vec<Migration> {
+        self.enabled_extensions()
+            .flat_map(|e| e.migrations.iter().cloned())
+            .collect()
+    }
+
+    fn enabled_extensions(&self) -> impl Iterator<Item = &crate::extension::ExtensionDecl> {
+        self.inner
+            .decls
+            .extensions
+            .iter()
+            .filter(|e| self.inner.wiring.enabled.contains(e.name))
+    }
 }
 
 /// Collects extensions and the configuration, then validates and builds a [`Coordinator`].
@@ -81,6 +108,7 @@ impl Coordinator {
 pub struct CoordinatorBuilder {
     extensions: Vec<Box<dyn Extension>>,
     config: Config,
+    observers: Vec<Arc<dyn DispatchObserver>>,
 }
 
 impl CoordinatorBuilder {
@@ -102,22 +130,31 @@ impl CoordinatorBuilder {
         self
     }
 
+    /// Adds an observer that receives every dispatch report (the dispatch log, metrics).
+    pub fn observe(mut self, observer: Arc<dyn DispatchObserver>) -> Self {
+        self.observers.push(observer);
+        self
+    }
+
     /// Validates the configuration against the extensions' declarations without building:
     /// every error and warning.
     pub fn validate(&self) -> Validation {
-        let decls = Declarations::collect(self.extensions.iter().map(|e| &**e));
+        let decls =
+            Declarations::collect(self.extensions.iter().map(|e| &**e), &self.config.extension);
         wiring::compile(&decls, &self.config).0
     }
 
     /// Validates and builds. Refuses with every problem if any error remains.
     pub fn build(self) -> Result<Coordinator, BuildError> {
-        let decls = Declarations::collect(self.extensions.iter().map(|e| &**e));
+        let decls =
+            Declarations::collect(self.extensions.iter().map(|e| &**e), &self.config.extension);
         let (validation, wiring) = wiring::compile(&decls, &self.config);
         let Some(wiring) = wiring else {
             return Err(BuildError { validation });
         };
         Ok(Coordinator {
             inner: Arc::new(Inner {
+                observers: self.observers.into_boxed_slice(),
                 decls,
                 wiring,
                 config: self.config,

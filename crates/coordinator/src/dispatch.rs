@@ -194,7 +194,29 @@ pub(crate) fn new_id() -> (Uuid, u64) {
     )
 }
 
+/// Receives every dispatch report as soon as its dispatch ends (the dispatch log, metrics).
+///
+/// It is called on the sending task: it must not block or wait. Hand the report to a bounded
+/// queue and return.
+pub trait DispatchObserver: Send + Sync + 'static {
+    /// One dispatch ended.
+    fn dispatched(&self, report: &DispatchReport);
+}
+
 pub(crate) async fn send_robust<P: Payload>(
+    inner: &Arc<Inner>,
+    sender: Sender,
+    signal: &Signal<P>,
+    payload: P,
+) -> DispatchReport {
+    let report = dispatch(inner, sender, signal, payload).await;
+    for observer in &inner.observers {
+        observer.dispatched(&report);
+    }
+    report
+}
+
+async fn dispatch<P: Payload>(
     inner: &Arc<Inner>,
     sender: Sender,
     signal: &Signal<P>,

@@ -1,13 +1,18 @@
 //! Extensions, the unit of modularity, and the builder through which they declare what they bring.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::Location;
 use std::sync::Arc;
 
+use serde::de::DeserializeOwned;
+
 use crate::coordinator::Context;
 use crate::filter::{ErasedStep, Filter, StepResult, TypedStep};
 use crate::handler::{ErasedHandler, Event, HandlerError, Summary, TypeInfo, TypedHandler};
+use crate::http::Route;
+use crate::migration::Migration;
 use crate::payload::Payload;
 use crate::signal::Signal;
 
@@ -117,6 +122,12 @@ pub(crate) struct ExtensionDecl {
     pub(crate) name: &'static str,
     pub(crate) doc: &'static str,
     pub(crate) type_name: &'static str,
+    /// The JSON schema of its settings, if it declared a settings type.
+    pub(crate) settings_schema: Option<fn() -> serde_json::Value>,
+    /// Why its `[extension.<name>]` table could not be read, if it could not.
+    pub(crate) settings_error: Option<String>,
+    pub(crate) routes: Vec<Route>,
+    pub(crate) migrations: Vec<Migration>,
 }
 
 /// Everything every extension compiled into the binary declared, enabled or not.
@@ -130,16 +141,27 @@ pub(crate) struct Declarations {
 }
 
 impl Declarations {
-    pub(crate) fn collect<'a>(extensions: impl IntoIterator<Item = &'a dyn Extension>) -> Self {
+    /// Runs every extension's `build`, giving each its `[extension.<name>]` settings table.
+    pub(crate) fn collect<'a>(
+        extensions: impl IntoIterator<Item = &'a dyn Extension>,
+        settings: &BTreeMap<String, toml::Table>,
+    ) -> Self {
         let mut decls = Self::default();
         for extension in extensions {
             decls.extensions.push(ExtensionDecl {
                 name: extension.name(),
                 doc: extension.doc(),
                 type_name: extension.type_name(),
+                settings_schema: None,
+                settings_error: None,
+                routes: Vec::new(),
+                migrations: Vec::new(),
             });
+            let current = decls.extensions.len() - 1;
             extension.build(&mut ExtensionBuilder {
                 extension: extension.name(),
+                current,
+                settings: settings.get(extension.name()),
                 decls: &mut decls,
             });
         }
@@ -153,6 +175,9 @@ impl Declarations {
 /// here, so that every problem is reported at once.
 pub struct ExtensionBuilder<'a> {
     extension: &'static str,
+    /// The index of this extension in `decls.extensions`.
+    current: usize,
+    settings: Option<&'a toml::Table>,
     decls: &'a mut Declarations,
 }
 
@@ -205,6 +230,46 @@ impl ExtensionBuilder<'_> {
             }),
             at: Location::caller(),
         });
+        self
+    }
+
+    /// Reads this extension's typed settings from the `[extension.<name>]` table of the
+    /// configuration (an absent table reads as empty, so fields with serde defaults apply).
+    ///
+    /// If the table does not fit `T`, the problem is reported at start-up with every other one
+    /// (the coordinator does not start) and `T::default()` is returned so that `build` can go on.
+    /// Capture the settings in the handlers and routes that need them.
+    pub fn settings<T>(&mut self) -> T
+    where
+        T: DeserializeOwned + schemars::JsonSchema + Default,
+    {
+        let ext = &mut self.decls.extensions[self.current];
+        ext.settings_schema = Some(crate::payload::schema_of::<T>);
+        let table = self.settings.cloned().unwrap_or_default();
+        match T::deserialize(toml::Value::Table(table)) {
+            Ok(settings) => settings,
+            Err(e) => {
+                ext.settings_error = Some(e.to_string().trim_end().to_owned());
+                T::default()
+            }
+        }
+    }
+
+    /// Declares an HTTP route, served at `/api/<extension><path>`.
+    pub fn route(&mut self, route: Route) -> &mut Self {
+        self.decls.extensions[self.current].routes.push(route);
+        self
+    }
+
+    /// Declares a database migration of this extension's own tables. Name tables
+    /// `<extension>_<table>` so that extensions never collide.
+    pub fn migration(&mut self, migration: Migration) -> &mut Self {
+        self.decls.extensions[self.current]
+            .migrations
+            .push(Migration {
+                extension: self.extension,
+                ..migration
+            });
         self
     }
 

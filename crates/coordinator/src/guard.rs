@@ -69,6 +69,19 @@ impl<F: Future + Unpin> Future for Guard<F> {
     }
 }
 
+/// Runs `f`, turning a panic into its message (and location) without printing it.
+pub(crate) fn catch_quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    install_panic_hook();
+    CAPTURING.with(|c| c.set(c.get() + 1));
+    let result = panic::catch_unwind(AssertUnwindSafe(f));
+    CAPTURING.with(|c| c.set(c.get() - 1));
+    result.map_err(|payload| {
+        LAST_PANIC
+            .with(|p| p.borrow_mut().take())
+            .map_or_else(|| payload_message(&*payload), |(message, _)| message)
+    })
+}
+
 thread_local! {
     /// Non-zero while a guarded future is being polled on this thread.
     static CAPTURING: Cell<u32> = const { Cell::new(0) };

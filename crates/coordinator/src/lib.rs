@@ -10,6 +10,7 @@
 //!
 //! ```
 //! use coordinator::prelude::*;
+//! use coordinator::{Config, Coordinator};
 //!
 //! #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 //! pub struct OrderPlaced { pub order_number: String }
@@ -53,6 +54,8 @@ pub mod extension;
 pub mod filter;
 mod guard;
 pub mod handler;
+pub mod http;
+pub mod migration;
 mod names;
 pub mod payload;
 pub mod signal;
@@ -62,7 +65,7 @@ pub mod wiring;
 pub use catalog::Catalog;
 pub use config::{Config, ConfigError};
 pub use coordinator::{BuildError, Context, Coordinator, CoordinatorBuilder};
-pub use dispatch::{DispatchReport, HandlerRun, Outcome, Sender};
+pub use dispatch::{DispatchObserver, DispatchReport, HandlerRun, Outcome, Sender};
 pub use extension::{Extension, ExtensionBuilder};
 pub use filter::{Filter, FilterError, FilterRun, Flow, StepError, StepResult};
 pub use handler::{Event, HandlerError, HandlerResult, Summary};
@@ -72,6 +75,8 @@ pub use wiring::{Validation, WiringError, WiringWarning};
 
 /// Everything an extension needs: `use coordinator::prelude::*;`.
 pub mod prelude {
+    pub use crate::http::{Json, Problem, Route};
+    pub use crate::migration::Migration;
     pub use crate::{
         Context, DispatchReport, Event, Extension, ExtensionBuilder, Filter, Flow, HandlerError,
         HandlerResult, Outcome, Payload, Personal, Sender, Signal, StepError, StepResult, Summary,

@@ -202,7 +202,7 @@ impl TestBuilder {
         if !self.recorders.declare.is_empty() {
             all.push(&self.recorders);
         }
-        wiring::compile(&Declarations::collect(all), &config).0
+        wiring::compile(&Declarations::collect(all, &config.extension), &config).0
     }
 
     /// Builds the coordinator.

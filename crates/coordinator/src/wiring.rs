@@ -178,6 +178,53 @@ pub enum WiringError {
         /// Where in the configuration.
         at: String,
     },
+    /// An extension's `[extension.<name>]` table does not fit its settings type.
+    #[error("[extension.{extension}]: invalid settings: {message}")]
+    InvalidSettings {
+        /// The extension.
+        extension: String,
+        /// What is wrong, from the settings type's point of view.
+        message: String,
+    },
+    /// An `[extension.<name>]` table names no enabled extension that takes settings.
+    #[error("[extension.{name}]: {problem}")]
+    StraySettings {
+        /// The table's name.
+        name: String,
+        /// Why it cannot be used, and the fix.
+        problem: String,
+    },
+    /// Two routes of an extension collide, or one cannot be mounted.
+    #[error("extension \"{extension}\": route {route} cannot be mounted: {problem}")]
+    RouteCollision {
+        /// The extension.
+        extension: String,
+        /// The route (`POST /api/demo/orders`).
+        route: String,
+        /// What it collides with, and the fix.
+        problem: String,
+    },
+    /// A migration's version is zero or repeated.
+    #[error("extension \"{extension}\": migration {version} (\"{name}\") {problem}")]
+    InvalidMigration {
+        /// The extension.
+        extension: String,
+        /// Its version.
+        version: u32,
+        /// Its name.
+        name: String,
+        /// What is wrong, and the fix.
+        problem: String,
+    },
+    /// A problem found by a component outside the wiring (the server, the store) and reported
+    /// with the others.
+    #[error("{at}: {message}")]
+    Setting {
+        /// Where in the configuration.
+        at: String,
+        /// What is wrong, and the fix.
+        message: String,
+    },
 }
 
 /// Something worth knowing that does not stop the coordinator from starting
@@ -378,6 +425,121 @@ impl Index {
     }
 }
 
+/// The first path segment under `/api/` that the core API owns.
+const CORE_API_SEGMENT: &str = "v1";
+
+/// Settings tables, routes and migrations of the enabled extensions.
+fn check_extension_parts(
+    decls: &Declarations,
+    config: &Config,
+    enabled: &FxHashSet<&'static str>,
+    errors: &mut Vec<WiringError>,
+) {
+    for name in config.extension.keys() {
+        let problem = match decls.extensions.iter().find(|e| e.name == name) {
+            None => Some(format!(
+                "there is no extension \"{name}\"{}; remove this table",
+                names::hint(name, decls.extensions.iter().map(|e| e.name))
+            )),
+            Some(e) if !enabled.contains(e.name) => Some(format!(
+                "extension \"{name}\" is not enabled; add it to [extensions] enabled or remove this table"
+            )),
+            Some(e) if e.settings_schema.is_none() => Some(format!(
+                "extension \"{name}\" takes no settings; remove this table"
+            )),
+            Some(_) => None,
+        };
+        if let Some(problem) = problem {
+            errors.push(WiringError::StraySettings {
+                name: name.clone(),
+                problem,
+            });
+        }
+    }
+    for ext in decls.extensions.iter().filter(|e| enabled.contains(e.name)) {
+        if let Some(message) = &ext.settings_error {
+            errors.push(WiringError::InvalidSettings {
+                extension: ext.name.to_owned(),
+                message: message.clone(),
+            });
+        }
+        check_routes(ext, errors);
+        let mut versions: FxHashMap<u32, &str> = FxHashMap::default();
+        for m in &ext.migrations {
+            let problem = if m.version == 0 {
+                Some("has version 0; versions start at 1".to_owned())
+            } else {
+                versions.insert(m.version, m.name).map(|other| {
+                    format!(
+                        "reuses the version of migration \"{other}\"; give it the next free version"
+                    )
+                })
+            };
+            if let Some(problem) = problem {
+                errors.push(WiringError::InvalidMigration {
+                    extension: ext.name.to_owned(),
+                    version: m.version,
+                    name: m.name.to_owned(),
+                    problem,
+                });
+            }
+        }
+    }
+}
+
+fn check_routes(ext: &crate::extension::ExtensionDecl, errors: &mut Vec<WiringError>) {
+    if ext.routes.is_empty() {
+        return;
+    }
+    let mut push = |route: &crate::http::Route, problem: String| {
+        errors.push(WiringError::RouteCollision {
+            extension: ext.name.to_owned(),
+            route: format!("{} /api/{}{}", route.method, ext.name, route.path),
+            problem,
+        });
+    };
+    if ext.name == CORE_API_SEGMENT {
+        for route in &ext.routes {
+            push(
+                route,
+                format!("/api/{CORE_API_SEGMENT}/ is the core API; rename the extension"),
+            );
+        }
+        return;
+    }
+    let mut seen: FxHashSet<(&axum::http::Method, &str)> = FxHashSet::default();
+    let mut mountable = true;
+    for route in &ext.routes {
+        if !route.path.starts_with('/') {
+            push(
+                route,
+                format!("the path must start with \"/\"; write \"/{}\"", route.path),
+            );
+            mountable = false;
+        } else if !seen.insert((&route.method, route.path)) {
+            push(route, "it is declared twice; remove one".to_owned());
+            mountable = false;
+        }
+    }
+    if !mountable {
+        return;
+    }
+    // axum refuses (by panicking) paths that conflict in other ways, such as `/orders/{id}`
+    // beside `/orders/{number}`; build the extension's router here to report that too.
+    for (i, route) in ext.routes.iter().enumerate() {
+        let routes = &ext.routes[..=i];
+        let built = crate::guard::catch_quietly(|| {
+            routes.iter().fold(axum::Router::new(), |r, route| {
+                r.route(route.path, route.router.clone())
+            })
+        });
+        if let Err(message) = built {
+            push(route, format!("{message}; change one of the paths"));
+            return;
+        }
+    }
+}
+
 /// Validates `config` against `decls` and, when there is no error, compiles the wiring.
 pub(crate) fn compile(decls: &Declarations, config: &Config) -> (Validation, Option<Wiring>) {
     let mut errors = Vec::new();
@@ -430,6 +592,8 @@ pub(crate) fn compile(decls: &Declarations, config: &Config) -> (Validation, Opt
             }
         }
     }
+
+    check_extension_parts(decls, config, &enabled, &mut errors);
 
     let signals = Index::build(
         Kind::Signal,

@@ -404,3 +404,134 @@ fn declared_but_unwired_things_are_warnings_not_errors() {
     assert!(w.contains(&"step \"shop.choose_processor\" (declared by extension \"shop\") is in no filter's pipeline, so it never runs".to_owned()), "{w:#?}");
     assert!(matches!(v.warnings[0], WiringWarning::UnwiredSignal { .. }));
 }
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShopSettings {
+    pub api_url: String,
+    #[serde(default)]
+    pub retries: u32,
+}
+
+fn configured_shop(seen: std::sync::Arc<std::sync::Mutex<Option<String>>>) -> impl Extension {
+    extension("shop", move |ext| {
+        let settings: ShopSettings = ext.settings();
+        *seen.lock().unwrap() = Some(settings.api_url);
+    })
+}
+
+#[test]
+fn extension_settings_are_read_from_their_table() {
+    let seen = std::sync::Arc::default();
+    let v = validate_with(
+        vec![Box::new(configured_shop(std::sync::Arc::clone(&seen)))],
+        "[extension.shop]\napi_url = \"https://shop.sandbox.invalid\"",
+    );
+    assert!(v.is_valid(), "{v}");
+    assert_eq!(
+        seen.lock().unwrap().as_deref(),
+        Some("https://shop.sandbox.invalid")
+    );
+}
+
+#[test]
+fn invalid_or_missing_settings_are_errors_listed_with_the_others() {
+    let v = validate_with(
+        vec![Box::new(configured_shop(std::sync::Arc::default()))],
+        "[extension.shop]\napi_ur = \"x\"\n[signals]\n\"shop.nope\" = [\"shop.nada\"]",
+    );
+    let m = messages(&v);
+    assert_eq!(m.len(), 3, "{v}");
+    assert!(m[0].starts_with("[extension.shop]: invalid settings: unknown field `api_ur`, expected `api_url` or `retries`"), "{v}");
+    let v = validate_with(
+        vec![Box::new(configured_shop(std::sync::Arc::default()))],
+        "",
+    );
+    assert_eq!(
+        messages(&v),
+        ["[extension.shop]: invalid settings: missing field `api_url`"],
+        "{v}"
+    );
+}
+
+#[test]
+fn stray_settings_tables_are_refused() {
+    let v = validate(
+        "[extensions]\nenabled = [\"shop\"]\n[extension.shpo]\nx = 1\n[extension.billing]\nx = 1\n[extension.shop]\nx = 1",
+    );
+    assert_eq!(
+        messages(&v),
+        [
+            "[extension.billing]: extension \"billing\" is not enabled; add it to [extensions] enabled or remove this table",
+            "[extension.shop]: extension \"shop\" takes no settings; remove this table",
+            "[extension.shpo]: there is no extension \"shpo\"; did you mean \"shop\"?; remove this table",
+        ],
+        "{v}"
+    );
+}
+
+async fn hello() -> &'static str {
+    "hello"
+}
+
+#[test]
+fn colliding_routes_are_refused() {
+    let v = validate_with(
+        vec![
+            Box::new(extension("shop", |ext| {
+                ext.route(Route::get("/orders", hello))
+                    .route(Route::get("/orders", hello))
+                    .route(Route::post("orders", hello));
+            })),
+            Box::new(extension("v1", |ext| {
+                ext.route(Route::get("/x", hello));
+            })),
+        ],
+        "",
+    );
+    assert_eq!(
+        messages(&v),
+        [
+            "extension \"shop\": route GET /api/shop/orders cannot be mounted: it is declared twice; remove one",
+            "extension \"shop\": route POST /api/shoporders cannot be mounted: the path must start with \"/\"; write \"/orders\"",
+            "extension \"v1\": route GET /api/v1/x cannot be mounted: /api/v1/ is the core API; rename the extension",
+        ],
+        "{v}"
+    );
+    let v = validate_with(
+        vec![Box::new(extension("shop", |ext| {
+            ext.route(Route::get("/orders/{id}", hello))
+                .route(Route::get("/orders/{number}", hello));
+        }))],
+        "",
+    );
+    let m = messages(&v);
+    assert_eq!(m.len(), 1, "{v}");
+    assert!(
+        m[0].starts_with(
+            "extension \"shop\": route GET /api/shop/orders/{number} cannot be mounted: "
+        ),
+        "{v}"
+    );
+    assert!(m[0].ends_with("; change one of the paths"), "{v}");
+}
+
+#[test]
+fn migrations_need_distinct_positive_versions() {
+    let v = validate_with(
+        vec![Box::new(extension("shop", |ext| {
+            ext.migration(Migration::portable(0, "zero", "SELECT 1"))
+                .migration(Migration::portable(1, "create_orders", "SELECT 1"))
+                .migration(Migration::portable(1, "create_refunds", "SELECT 1"));
+        }))],
+        "",
+    );
+    assert_eq!(
+        messages(&v),
+        [
+            "extension \"shop\": migration 0 (\"zero\") has version 0; versions start at 1",
+            "extension \"shop\": migration 1 (\"create_refunds\") reuses the version of migration \"create_orders\"; give it the next free version",
+        ],
+        "{v}"
+    );
+}
