@@ -120,6 +120,10 @@ pub struct ServerConfig {
     pub body_limit_bytes: usize,
     /// On SIGTERM or SIGINT, how long in-flight requests may take to finish. Default `"30s"`.
     pub shutdown_grace: ConfigDuration,
+    /// Where each extension's routes are served, by extension name, instead of the default
+    /// `/api/<extension>` (to keep the URLs an existing client already calls, say
+    /// `demo = "/lms"`). Mounts may not overlap each other or the core paths.
+    pub mounts: BTreeMap<String, String>,
 }
 
 impl Default for ServerConfig {
@@ -129,6 +133,7 @@ impl Default for ServerConfig {
             request_timeout: ConfigDuration(Duration::from_secs(30)),
             body_limit_bytes: 1024 * 1024,
             shutdown_grace: ConfigDuration(Duration::from_secs(30)),
+            mounts: BTreeMap::new(),
         }
     }
 }
@@ -373,6 +378,16 @@ pub enum ConfigError {
         /// What is wrong with it.
         message: String,
     },
+}
+
+impl ServerConfig {
+    /// Where `extension`'s routes are served: its `mounts` entry, or `/api/<extension>`.
+    pub fn mount_of(&self, extension: &str) -> String {
+        self.mounts
+            .get(extension)
+            .cloned()
+            .unwrap_or_else(|| format!("/api/{extension}"))
+    }
 }
 
 impl Config {

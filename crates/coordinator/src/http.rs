@@ -166,6 +166,42 @@ impl Route {
     }
 }
 
+/// The paths the server itself serves; no extension may be mounted on or under them.
+pub const CORE_PATHS: &[&str] = &[
+    "/health",
+    "/ready",
+    "/metrics",
+    "/api/v1",
+    "/api/openapi.json",
+];
+
+/// Every enabled extension's routes, each extension's under its mount (`/api/<extension>`
+/// unless `[server.mounts]` says otherwise), with a
+/// [`Context`] (sending as that extension) available to every handler. `protect` wraps the
+/// routes that require API credentials ([`Access::Api`]); the server passes its authentication
+/// layer, tests may pass the identity.
+pub fn extension_routes(
+    coordinator: &crate::Coordinator,
+    protect: impl Fn(MethodRouter) -> MethodRouter,
+) -> axum::Router {
+    let mut app = axum::Router::new();
+    for (extension, routes) in coordinator.routes() {
+        let mut router = axum::Router::new();
+        for route in routes {
+            let method_router = match route.access {
+                Access::Api => protect(route.router),
+                Access::Public => route.router,
+            };
+            router = router.route(route.path, method_router);
+        }
+        app = app.nest(
+            &coordinator.config().server.mount_of(extension),
+            router.layer(axum::Extension(coordinator.context(extension))),
+        );
+    }
+    app
+}
+
 /// An error response in the shape of RFC 9457 (`application/problem+json`).
 ///
 /// `detail` is for the caller: say what was wrong with the request and how to fix it. Internal

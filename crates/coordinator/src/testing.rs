@@ -145,6 +145,39 @@ impl TestCoordinator {
     pub fn context(&self) -> Context {
         self.coordinator.context(TESTING_EXTENSION)
     }
+
+    /// Calls an extension route as the server would mount it (`/api/<extension>/...`), without
+    /// authentication, with an optional JSON body. Answers the status and the body as JSON
+    /// (`null` when empty or not JSON).
+    pub async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        body: Option<serde_json::Value>,
+    ) -> (axum::http::StatusCode, serde_json::Value) {
+        use tower::ServiceExt;
+        let router = crate::http::extension_routes(&self.coordinator, |r| r);
+        let mut request = axum::http::Request::builder().method(method).uri(uri);
+        let body = match body {
+            Some(json) => {
+                request = request.header(axum::http::header::CONTENT_TYPE, "application/json");
+                axum::body::Body::from(json.to_string())
+            }
+            None => axum::body::Body::empty(),
+        };
+        let response = router
+            .oneshot(request.body(body).expect("a valid test request"))
+            .await
+            .expect("routers are infallible");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap_or_default();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
+    }
 }
 
 impl TestBuilder {
@@ -266,8 +299,10 @@ where
 }
 
 /// The standard checks every extension should pass: its example configuration validates with
-/// no error, and its catalog entries are complete (docs on the extension and on everything it
-/// declares, object schemas for payloads). Returns every problem found; assert it is empty:
+/// no error, its catalog entries are complete (docs on the extension and on everything it
+/// declares, object schemas for payloads), and each of its routes answers (called with an empty
+/// JSON object, it is found and does not fail with a 5xx). Returns every problem found; assert
+/// it is empty. Call it from a plain `#[test]` (it runs its own runtime for the routes):
 ///
 /// ```
 /// # use coordinator::prelude::*;
@@ -296,6 +331,49 @@ pub fn check_extension(extension: impl Extension, example_config: &str) -> Vec<S
         Err(e) => return vec![format!("the example configuration does not validate: {e}")],
     };
     let catalog = coordinator.catalog();
+    for (ext, routes) in coordinator.routes() {
+        let router = crate::http::extension_routes(&coordinator, |r| r);
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => return vec![format!("cannot start a runtime to call the routes: {e}")],
+        };
+        for route in routes {
+            let path = route.path().replace(['{', '}'], "");
+            let uri = format!("/api/{ext}{path}");
+            let request = axum::http::Request::builder()
+                .method(route.method().clone())
+                .uri(&uri)
+                .header(axum::http::header::CONTENT_TYPE, "application/json")
+                .body(axum::body::Body::from("{}"))
+                .expect("a valid request");
+            let response = runtime.block_on(tower::ServiceExt::oneshot(router.clone(), request));
+            let Ok(response) = response;
+            let status = response.status();
+            let is_problem = response
+                .headers()
+                .get(axum::http::header::CONTENT_TYPE)
+                .is_some_and(|v| v == crate::http::PROBLEM_JSON);
+            if status == axum::http::StatusCode::METHOD_NOT_ALLOWED
+                || (status == axum::http::StatusCode::NOT_FOUND && !is_problem)
+            {
+                problems.push(format!(
+                    "route {} {uri} is not mounted ({status})",
+                    route.method()
+                ));
+            } else if status.is_server_error() {
+                problems.push(format!(
+                    "route {} {uri} fails with {status} when called with an empty JSON object",
+                    route.method()
+                ));
+            }
+            if route.description().trim().is_empty() {
+                problems.push(format!("route {} {uri} has no doc", route.method()));
+            }
+        }
+    }
     for e in catalog
         .extensions
         .iter()

@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::extension::{Declarations, DeclaredAt, Kind};
 use crate::filter::ErasedStep;
 use crate::handler::ErasedHandler;
+use crate::http::CORE_PATHS;
 use crate::names;
 
 /// A problem that stops the coordinator from starting. Each message says what is wrong, where,
@@ -425,9 +426,6 @@ impl Index {
     }
 }
 
-/// The first path segment under `/api/` that the core API owns.
-const CORE_API_SEGMENT: &str = "v1";
-
 /// Settings tables, routes and migrations of the enabled extensions.
 fn check_extension_parts(
     decls: &Declarations,
@@ -456,6 +454,7 @@ fn check_extension_parts(
             });
         }
     }
+    check_mounts(decls, config, enabled, errors);
     for ext in decls.extensions.iter().filter(|e| enabled.contains(e.name)) {
         if let Some(message) = &ext.settings_error {
             errors.push(WiringError::InvalidSettings {
@@ -463,7 +462,7 @@ fn check_extension_parts(
                 message: message.clone(),
             });
         }
-        check_routes(ext, errors);
+        check_routes(ext, config, errors);
         let mut versions: FxHashMap<u32, &str> = FxHashMap::default();
         for m in &ext.migrations {
             let problem = if m.version == 0 {
@@ -487,26 +486,103 @@ fn check_extension_parts(
     }
 }
 
-fn check_routes(ext: &crate::extension::ExtensionDecl, errors: &mut Vec<WiringError>) {
+/// Whether `a` and `b` overlap as URL prefixes (one equals the other or contains it at a `/`).
+fn paths_overlap(a: &str, b: &str) -> bool {
+    let nested = |outer: &str, inner: &str| {
+        inner == outer
+            || inner
+                .strip_prefix(outer)
+                .is_some_and(|rest| rest.starts_with('/'))
+    };
+    nested(a, b) || nested(b, a)
+}
+
+/// `[server.mounts]`: each names an enabled extension with routes, and no two mounts (nor a
+/// mount and a core path) overlap.
+fn check_mounts(
+    decls: &Declarations,
+    config: &Config,
+    enabled: &FxHashSet<&'static str>,
+    errors: &mut Vec<WiringError>,
+) {
+    let mut push = |name: &str, problem: String| {
+        errors.push(WiringError::Setting {
+            at: format!("[server.mounts] {name}"),
+            message: problem,
+        });
+    };
+    for (name, mount) in &config.server.mounts {
+        match decls.extensions.iter().find(|e| e.name == name) {
+            None => push(
+                name,
+                format!(
+                    "there is no extension \"{name}\"{}",
+                    names::hint(name, decls.extensions.iter().map(|e| e.name))
+                ),
+            ),
+            Some(e) if !enabled.contains(e.name) => {
+                push(name, format!("extension \"{name}\" is not enabled"));
+            }
+            Some(e) if e.routes.is_empty() => {
+                push(name, format!("extension \"{name}\" has no routes to mount"));
+            }
+            Some(_) => {}
+        }
+        if !mount.starts_with('/')
+            || mount.ends_with('/')
+            || mount.contains("//")
+            || mount.contains(['{', '}', '*'])
+        {
+            push(
+                name,
+                format!(
+                    "\"{mount}\" is not a mount path; write it like \"/lms\" (a leading slash, no trailing slash, no parameters)"
+                ),
+            );
+        }
+    }
+    let mounted: Vec<(&str, String)> = decls
+        .extensions
+        .iter()
+        .filter(|e| enabled.contains(e.name) && !e.routes.is_empty())
+        .map(|e| (e.name, config.server.mount_of(e.name)))
+        .collect();
+    for (i, (name, mount)) in mounted.iter().enumerate() {
+        if let Some(core) = CORE_PATHS.iter().find(|core| paths_overlap(core, mount)) {
+            errors.push(WiringError::RouteCollision {
+                extension: (*name).to_owned(),
+                route: format!("prefix {mount}"),
+                problem: format!("it overlaps {core}, which the server serves; mount the extension elsewhere with [server.mounts] (or rename it)"),
+            });
+        }
+        for (other, other_mount) in &mounted[..i] {
+            if paths_overlap(mount, other_mount) {
+                errors.push(WiringError::RouteCollision {
+                    extension: (*name).to_owned(),
+                    route: format!("prefix {mount}"),
+                    problem: format!("it overlaps the mount {other_mount} of extension \"{other}\"; give one of them another path in [server.mounts]"),
+                });
+            }
+        }
+    }
+}
+
+fn check_routes(
+    ext: &crate::extension::ExtensionDecl,
+    config: &Config,
+    errors: &mut Vec<WiringError>,
+) {
     if ext.routes.is_empty() {
         return;
     }
+    let mount = config.server.mount_of(ext.name);
     let mut push = |route: &crate::http::Route, problem: String| {
         errors.push(WiringError::RouteCollision {
             extension: ext.name.to_owned(),
-            route: format!("{} /api/{}{}", route.method, ext.name, route.path),
+            route: format!("{} {mount}{}", route.method, route.path),
             problem,
         });
     };
-    if ext.name == CORE_API_SEGMENT {
-        for route in &ext.routes {
-            push(
-                route,
-                format!("/api/{CORE_API_SEGMENT}/ is the core API; rename the extension"),
-            );
-        }
-        return;
-    }
     let mut seen: FxHashSet<(&axum::http::Method, &str)> = FxHashSet::default();
     let mut mountable = true;
     for route in &ext.routes {

@@ -492,9 +492,9 @@ fn colliding_routes_are_refused() {
     assert_eq!(
         messages(&v),
         [
+            "extension \"v1\": route prefix /api/v1 cannot be mounted: it overlaps /api/v1, which the server serves; mount the extension elsewhere with [server.mounts] (or rename it)",
             "extension \"shop\": route GET /api/shop/orders cannot be mounted: it is declared twice; remove one",
             "extension \"shop\": route POST /api/shoporders cannot be mounted: the path must start with \"/\"; write \"/orders\"",
-            "extension \"v1\": route GET /api/v1/x cannot be mounted: /api/v1/ is the core API; rename the extension",
         ],
         "{v}"
     );
@@ -531,6 +531,32 @@ fn migrations_need_distinct_positive_versions() {
         [
             "extension \"shop\": migration 0 (\"zero\") has version 0; versions start at 1",
             "extension \"shop\": migration 1 (\"create_refunds\") reuses the version of migration \"create_orders\"; give it the next free version",
+        ],
+        "{v}"
+    );
+}
+
+#[test]
+fn mounts_may_not_overlap_each_other_or_the_core_paths() {
+    let with_routes = |name: &'static str| {
+        extension(name, |ext| {
+            ext.route(Route::get("/x", hello));
+        })
+    };
+    let v = validate_with(
+        vec![
+            Box::new(with_routes("shop")),
+            Box::new(with_routes("lms")),
+            Box::new(with_routes("crm")),
+        ],
+        "[server.mounts]\nshop = \"/lms\"\nlms = \"/lms/v2\"\ncrm = \"/metrics\"\nnope = \"/x\"\n",
+    );
+    assert_eq!(
+        messages(&v),
+        [
+            "[server.mounts] nope: there is no extension \"nope\"",
+            "extension \"lms\": route prefix /lms/v2 cannot be mounted: it overlaps the mount /lms of extension \"shop\"; give one of them another path in [server.mounts]",
+            "extension \"crm\": route prefix /metrics cannot be mounted: it overlaps /metrics, which the server serves; mount the extension elsewhere with [server.mounts] (or rename it)",
         ],
         "{v}"
     );

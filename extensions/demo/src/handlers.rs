@@ -1,5 +1,6 @@
 //! The demo extension's handlers, and the sandbox LMS they talk to.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use coordinator::prelude::*;
@@ -20,19 +21,23 @@ pub struct Enrollment {
     pub active: bool,
 }
 
-/// The sandbox LMS: an in-memory list of enrollments, shared by the handlers.
+/// How many enrollments the sandbox LMS remembers; older ones are forgotten, so that a long
+/// load test cannot grow it without bound.
+pub const SANDBOX_CAPACITY: usize = 10_000;
+
+/// The sandbox LMS: an in-memory list of the latest enrollments, shared by the handlers.
 #[derive(Clone, Debug, Default)]
 pub struct DemoState {
-    enrollments: Arc<Mutex<Vec<Enrollment>>>,
+    enrollments: Arc<Mutex<VecDeque<Enrollment>>>,
 }
 
 impl DemoState {
-    /// Every enrollment made so far.
+    /// The enrollments the sandbox remembers (the latest [`SANDBOX_CAPACITY`]), oldest first.
     pub fn enrollments(&self) -> Vec<Enrollment> {
-        self.lock().clone()
+        self.lock().iter().cloned().collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Enrollment>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Enrollment>> {
         self.enrollments
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -71,16 +76,18 @@ pub(crate) fn declare(ext: &mut ExtensionBuilder<'_>, state: &DemoState) {
 
 async fn enroll_learner(lms: DemoState, event: Event<OrderPlaced>) -> HandlerResult {
     let order = event.payload();
-    let seat = {
+    {
         let mut enrollments = lms.lock();
-        enrollments.push(Enrollment {
+        if enrollments.len() == SANDBOX_CAPACITY {
+            enrollments.pop_front();
+        }
+        enrollments.push_back(Enrollment {
             lms_user_id: order.lms_user_id,
             course_run_key: order.course_run_key.clone(),
             order_number: order.order_number.clone(),
             active: true,
         });
-        enrollments.len()
-    };
+    }
     let follow_up = event
         .context()
         .send_robust(
@@ -92,7 +99,7 @@ async fn enroll_learner(lms: DemoState, event: Event<OrderPlaced>) -> HandlerRes
             },
         )
         .await;
-    Ok(format!("seat {seat}; follow-up dispatch {}", follow_up.id).into())
+    Ok(format!("enrolled; follow-up dispatch {}", follow_up.id).into())
 }
 
 async fn revoke_seat(lms: DemoState, event: Event<PaymentRefunded>) -> HandlerResult {

@@ -13,13 +13,15 @@
 mod error;
 mod filters;
 mod handlers;
+mod routes;
 mod signals;
 
 use coordinator::prelude::*;
 
 pub use error::DemoError;
 pub use filters::{PAYMENT_PAGE_REDIRECT_REQUESTED, PaymentPageRequest};
-pub use handlers::{DemoState, Enrollment};
+pub use handlers::{DemoState, Enrollment, SANDBOX_CAPACITY};
+pub use routes::{Dispatched, HandlerStatus, PaymentPage, PaymentPageQuery};
 pub use signals::{
     LEARNER_ENROLLED, LearnerEnrolled, ORDER_PLACED, OrderPlaced, PAYMENT_REFUNDED, PaymentRefunded,
 };
@@ -54,6 +56,7 @@ impl Extension for DemoExtension {
             .signal(&LEARNER_ENROLLED);
         handlers::declare(ext, &self.state);
         filters::declare(ext);
+        routes::declare(ext);
     }
 }
 

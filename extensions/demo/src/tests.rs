@@ -158,3 +158,72 @@ async fn a_misordered_pipeline_fails_naming_the_step() {
          no payment processor was chosen for SKU SKU-1; put demo.choose_processor before demo.build_redirect_url in the pipeline"
     );
 }
+
+#[tokio::test]
+async fn posting_an_order_sends_the_signal_and_answers_with_the_dispatch() {
+    let state = DemoState::default();
+    let t = harness(&state);
+    let (status, body) = t
+        .call(
+            "POST",
+            "/api/demo/orders",
+            Some(serde_json::json!({
+                "order_number": "EDX-7", "lms_user_id": 7, "email": "ada@example.com",
+                "course_run_key": "course-v1:edX+DemoX+T1", "amount_cents": 100
+            })),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["signal"], "demo.order_placed");
+    let statuses: Vec<&str> = body["handlers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["ok", "error", "panicked"]);
+    assert_eq!(state.enrollments()[0].order_number, "EDX-7");
+}
+
+#[tokio::test]
+async fn a_malformed_order_is_a_problem_naming_the_field() {
+    let t = harness(&DemoState::default());
+    let (status, body) = t
+        .call(
+            "POST",
+            "/api/demo/orders",
+            Some(serde_json::json!({"order_number": "EDX-7"})),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("missing field `lms_user_id`"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn the_payment_page_route_answers_or_refuses() {
+    let t = harness(&DemoState::default());
+    let (status, body) = t
+        .call(
+            "POST",
+            "/api/demo/payment-page",
+            Some(serde_json::json!({"sku": "S", "lms_user_id": 1, "country": "FR"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["processor"], "stripe");
+    let (status, body) = t
+        .call(
+            "POST",
+            "/api/demo/payment-page",
+            Some(serde_json::json!({"sku": "S", "lms_user_id": 1, "country": "KP"})),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["detail"], "payments from KP are not accepted");
+}

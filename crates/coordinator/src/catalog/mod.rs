@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::extension::Declarations;
 use crate::wiring::Wiring;
 
-pub use render::GraphFormat;
+pub use render::{GraphFormat, GraphFormatError};
 
 /// Every enabled extension, signal, handler, filter and step, and how they are wired.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -228,6 +228,19 @@ impl Catalog {
     /// A signal by name.
     pub fn signal(&self, name: &str) -> Option<&SignalEntry> {
         self.signals.iter().find(|s| s.name == name)
+    }
+
+    /// The signal whose name is closest to `name`, if it is close enough to be a plausible typo
+    /// (for "did you mean" suggestions).
+    ///
+    /// ```
+    /// # use coordinator::catalog::Catalog;
+    /// # let catalog = Catalog { extensions: vec![], signals: vec![], handlers: vec![],
+    /// #                         filters: vec![], steps: vec![] };
+    /// assert_eq!(catalog.closest_signal("demo.order_plcaed"), None); // no signals at all
+    /// ```
+    pub fn closest_signal(&self, name: &str) -> Option<&str> {
+        crate::names::did_you_mean(name, self.signals.iter().map(|s| s.name.as_str()))
     }
 
     /// A filter by name.

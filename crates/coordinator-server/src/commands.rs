@@ -1,0 +1,263 @@
+//! Running the commands. Each returns the process exit status; anything that prevents a command
+//! from running at all (an unreadable configuration) is an error that `main` prints.
+
+use std::io::{self, Write as _};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, anyhow};
+use coordinator::catalog::{Catalog, GraphFormat};
+use coordinator::{Coordinator, CoordinatorBuilder};
+use tracing::warn;
+
+use crate::cli::{CheckArgs, Cli, Command, DocsArgs, SignalsArgs, SignalsCommand};
+use crate::config::{self, Loaded};
+use crate::{extensions, logging};
+
+/// Exit status: the configuration is unreadable or invalid, or the command failed.
+pub const EXIT_FAILURE: u8 = 1;
+
+/// Runs the command `cli` asks for.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let loaded = config::load(cli.config.as_deref())?;
+    logging::init(&loaded.config.log, &loaded.origin)?;
+    match cli.command {
+        Command::Check(args) => Ok(check(loaded, &args)),
+        Command::Signals(args) => signals(loaded, args),
+        Command::Graph(args) => graph(loaded, args.format),
+        Command::Docs(args) => docs(loaded, &args),
+    }
+}
+
+fn builder(config: coordinator::Config) -> CoordinatorBuilder {
+    Coordinator::builder()
+        .extensions(extensions::all())
+        .config(config)
+}
+
+/// `coordinator check`: every error and warning on stderr, a one-line verdict.
+fn check(loaded: Loaded, args: &CheckArgs) -> ExitCode {
+    let Loaded { config, origin } = loaded;
+    let builder = builder(config);
+    let validation = builder.validate();
+    for e in &validation.errors {
+        eprintln!("error: {origin}: {e}");
+    }
+    for w in &validation.warnings {
+        eprintln!("warning: {origin}: {w}");
+    }
+    let (errors, warnings) = (validation.errors.len(), validation.warnings.len());
+    if errors > 0 {
+        eprintln!(
+            "{origin}: {}, {}; the coordinator cannot start until every error is fixed",
+            plural(errors, "error"),
+            plural(warnings, "warning")
+        );
+        return ExitCode::from(EXIT_FAILURE);
+    }
+    if warnings > 0 && args.deny_warnings {
+        eprintln!(
+            "{origin}: {} denied by --deny-warnings; fix them, or run without --deny-warnings to accept them",
+            plural(warnings, "warning")
+        );
+        return ExitCode::from(EXIT_FAILURE);
+    }
+    let catalog = match builder.build() {
+        Ok(coordinator) => coordinator.catalog(),
+        Err(e) => {
+            // Validation found no error, so building cannot fail; report it if it does.
+            eprintln!("error: {origin}: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let enabled: Vec<&str> = catalog
+        .extensions
+        .iter()
+        .filter(|e| e.enabled)
+        .map(|e| e.name.as_str())
+        .collect();
+    let connected = catalog
+        .handlers
+        .iter()
+        .filter(|h| !h.signals.is_empty())
+        .count();
+    let mut summary = format!(
+        "configuration OK ({origin}): {} enabled ({}), {}, {} connected, {}",
+        plural(enabled.len(), "extension"),
+        if enabled.is_empty() {
+            "none".to_owned()
+        } else {
+            enabled.join(", ")
+        },
+        plural(catalog.signals.len(), "signal"),
+        plural(connected, "handler"),
+        plural(catalog.filters.len(), "filter"),
+    );
+    if warnings > 0 {
+        summary.push_str(&format!(", {} (see above)", plural(warnings, "warning")));
+    }
+    print_stdout(&format!("{summary}\n"))
+}
+
+/// Builds the coordinator for a command that documents it; on invalid configuration prints every
+/// problem and returns the exit status.
+fn catalog(loaded: Loaded) -> Result<Catalog, ExitCode> {
+    let Loaded { config, origin } = loaded;
+    match builder(config).build() {
+        Ok(coordinator) => {
+            for w in coordinator.warnings() {
+                warn!("{origin}: {w}");
+            }
+            Ok(coordinator.catalog())
+        }
+        Err(e) => {
+            eprint!("error: {origin}: {e}");
+            eprintln!("fix the configuration (`coordinator check` lists the same problems)");
+            Err(ExitCode::from(EXIT_FAILURE))
+        }
+    }
+}
+
+/// `coordinator signals [--json]` and `coordinator signals show NAME`.
+fn signals(loaded: Loaded, args: SignalsArgs) -> anyhow::Result<ExitCode> {
+    let origin = loaded.origin.clone();
+    let catalog = match catalog(loaded) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    match args.command {
+        None if args.json => Ok(print_stdout(&json(&catalog)?)),
+        None => {
+            if catalog.signals.is_empty() {
+                eprintln!(
+                    "{origin}: no enabled extension declares a signal; enable extensions in [extensions] enabled"
+                );
+            }
+            Ok(print_stdout(&catalog.signals_table()))
+        }
+        Some(SignalsCommand::Show {
+            name,
+            json: as_json,
+        }) => {
+            let Some(entry) = catalog.signal(&name) else {
+                return Err(anyhow!(unknown_signal(&catalog, &name, &origin)));
+            };
+            let text = if as_json {
+                self::json(entry)?
+            } else {
+                catalog.signal_details(&name).unwrap_or_default()
+            };
+            Ok(print_stdout(&text))
+        }
+    }
+}
+
+/// What to say about a signal name the catalog does not have.
+fn unknown_signal(catalog: &Catalog, name: &str, origin: &str) -> String {
+    let mut message = format!("unknown signal \"{name}\": no enabled extension declares it");
+    let extension = name.split_once('.').map_or(name, |(e, _)| e);
+    if let Some(close) = catalog.closest_signal(name) {
+        message.push_str(&format!("; did you mean \"{close}\"?"));
+    } else if let Some(e) = catalog.extensions.iter().find(|e| e.name == extension) {
+        if e.enabled {
+            let of_extension: Vec<String> = catalog
+                .signals
+                .iter()
+                .filter(|s| s.extension == extension)
+                .map(|s| format!("\"{}\"", s.name))
+                .collect();
+            if !of_extension.is_empty() {
+                message.push_str(&format!(
+                    "; did you mean one of the signals of extension \"{extension}\": {}?",
+                    of_extension.join(", ")
+                ));
+            }
+        } else {
+            message.push_str(&format!(
+                "; extension \"{extension}\" is compiled in but not enabled by {origin}: add it to [extensions] enabled"
+            ));
+        }
+    }
+    message.push_str("\nrun `coordinator signals` to list every signal");
+    message
+}
+
+/// `coordinator graph`.
+fn graph(loaded: Loaded, format: GraphFormat) -> anyhow::Result<ExitCode> {
+    Ok(match catalog(loaded) {
+        Ok(c) => print_stdout(&c.graph(format)),
+        Err(code) => code,
+    })
+}
+
+/// `coordinator docs [--output PATH]`.
+fn docs(loaded: Loaded, args: &DocsArgs) -> anyhow::Result<ExitCode> {
+    let catalog = match catalog(loaded) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let markdown = catalog.markdown();
+    match &args.output {
+        None => Ok(print_stdout(&markdown)),
+        Some(path) => {
+            write_file(path, &markdown)?;
+            eprintln!(
+                "wrote {}: {}, {}, {}",
+                path.display(),
+                plural(catalog.signals.len(), "signal"),
+                plural(catalog.handlers.len(), "handler"),
+                plural(catalog.filters.len(), "filter")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| {
+        format!(
+            "cannot write the documentation to {}; check that its directory exists and is writable, or omit --output to print it",
+            path.display()
+        )
+    })
+}
+
+fn json<T: coordinator::prelude::Serialize + ?Sized>(value: &T) -> anyhow::Result<String> {
+    let mut text =
+        serde_json::to_string_pretty(value).context("cannot render the catalog as JSON")?;
+    text.push('\n');
+    Ok(text)
+}
+
+/// Writes a command's result. A closed pipe (`coordinator docs | head`) is not an error.
+fn print_stdout(text: &str) -> ExitCode {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot write to standard output: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// `1 signal`, `3 signals`.
+fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("{n} {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plural_counts() {
+        assert_eq!(plural(1, "signal"), "1 signal");
+        assert_eq!(plural(0, "filter"), "0 filters");
+    }
+}
