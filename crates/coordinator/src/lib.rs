@@ -50,6 +50,7 @@ pub mod catalog;
 pub mod config;
 mod coordinator;
 pub mod dispatch;
+pub mod dispatch_log;
 pub mod extension;
 pub mod filter;
 mod guard;
@@ -59,6 +60,7 @@ pub mod migration;
 mod names;
 pub mod payload;
 pub mod signal;
+pub mod store;
 pub mod testing;
 pub mod wiring;
 
@@ -66,11 +68,13 @@ pub use catalog::Catalog;
 pub use config::{Config, ConfigError};
 pub use coordinator::{BuildError, Context, Coordinator, CoordinatorBuilder};
 pub use dispatch::{DispatchObserver, DispatchReport, HandlerRun, Outcome, Sender};
+pub use dispatch_log::{DispatchLog, DispatchLogStats, DispatchLogWriter};
 pub use extension::{Extension, ExtensionBuilder};
 pub use filter::{Filter, FilterError, FilterRun, Flow, StepError, StepResult};
 pub use handler::{Event, HandlerError, HandlerResult, Summary};
 pub use payload::{Payload, Personal};
 pub use signal::Signal;
+pub use store::{Backend, Store, StoreError};
 pub use wiring::{Validation, WiringError, WiringWarning};
 
 /// Everything an extension needs: `use coordinator::prelude::*;`.
