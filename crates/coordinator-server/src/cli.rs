@@ -15,13 +15,14 @@ Configuration:
   COORDINATOR__SIGNALS__DEMO__ORDER_PLACED='[\"demo.enroll_learner\"]'.
 
 Exit status:
-  0  success
+  0  success (`serve`: stopped by SIGTERM or SIGINT after a graceful shutdown)
   1  the configuration cannot be read or is invalid (every problem is printed on stderr), or the
-     command could not do its job (an unknown signal name, an output file that cannot be written)
+     command could not do its job (an unknown signal name, an output file that cannot be written,
+     a database that cannot be reached)
   2  usage error: an unknown command, option or value";
 
-/// The Commerce Coordinator: validates its configuration and documents its signals, handlers
-/// and filters.
+/// The Commerce Coordinator: serves its HTTP API, migrates its database, validates its
+/// configuration and documents its signals, handlers and filters.
 #[derive(Debug, Parser)]
 #[command(name = "coordinator", version, after_help = AFTER_HELP)]
 pub struct Cli {
@@ -37,6 +38,11 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the HTTP server: validate the configuration, migrate the database, listen on
+    /// [server] bind, and on SIGTERM or SIGINT finish the requests in flight and stop
+    Serve,
+    /// Apply the database migrations of the framework and every enabled extension
+    Migrate(MigrateArgs),
     /// Validate the configuration against the compiled-in extensions and report every problem
     Check(CheckArgs),
     /// List the signals of the enabled extensions, or show one in full
@@ -45,6 +51,14 @@ pub enum Command {
     Graph(GraphArgs),
     /// Write the Markdown reference of every extension, signal, handler and filter
     Docs(DocsArgs),
+}
+
+/// `coordinator migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// List the migrations that would be applied, without applying any
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `coordinator check`.
@@ -129,6 +143,23 @@ mod tests {
         let e = Cli::try_parse_from(["coordinator", "graph", "--format", "svg"]).unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("mermaid"), "{e}");
+    }
+
+    #[test]
+    fn migrate_takes_dry_run() {
+        match Cli::try_parse_from(["coordinator", "migrate", "--dry-run"])
+            .unwrap()
+            .command
+        {
+            Command::Migrate(MigrateArgs { dry_run }) => assert!(dry_run),
+            other => panic!("parsed as {other:?}"),
+        }
+        assert!(matches!(
+            Cli::try_parse_from(["coordinator", "serve"])
+                .unwrap()
+                .command,
+            Command::Serve
+        ));
     }
 
     #[test]

@@ -10,9 +10,10 @@ use coordinator::catalog::{Catalog, GraphFormat};
 use coordinator::{Coordinator, CoordinatorBuilder};
 use tracing::warn;
 
-use crate::cli::{CheckArgs, Cli, Command, DocsArgs, SignalsArgs, SignalsCommand};
+use crate::cli::{CheckArgs, Cli, Command, DocsArgs, MigrateArgs, SignalsArgs, SignalsCommand};
 use crate::config::{self, Loaded};
-use crate::{extensions, logging};
+use crate::server::{self, MigrateOutcome, ServeError};
+use crate::{checks, extensions, logging};
 
 /// Exit status: the configuration is unreadable or invalid, or the command failed.
 pub const EXIT_FAILURE: u8 = 1;
@@ -22,6 +23,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let loaded = config::load(cli.config.as_deref())?;
     logging::init(&loaded.config.log, &loaded.origin)?;
     match cli.command {
+        Command::Serve => serve(loaded),
+        Command::Migrate(args) => migrate(loaded, &args),
         Command::Check(args) => Ok(check(loaded, &args)),
         Command::Signals(args) => signals(loaded, args),
         Command::Graph(args) => graph(loaded, args.format),
@@ -38,21 +41,11 @@ fn builder(config: coordinator::Config) -> CoordinatorBuilder {
 /// `coordinator check`: every error and warning on stderr, a one-line verdict.
 fn check(loaded: Loaded, args: &CheckArgs) -> ExitCode {
     let Loaded { config, origin } = loaded;
-    let builder = builder(config);
-    let validation = builder.validate();
-    for e in &validation.errors {
-        eprintln!("error: {origin}: {e}");
-    }
-    for w in &validation.warnings {
-        eprintln!("warning: {origin}: {w}");
-    }
+    let builder = builder(config.clone());
+    let validation = checks::validate(&builder, &config);
+    report_problems(&validation, &origin);
     let (errors, warnings) = (validation.errors.len(), validation.warnings.len());
     if errors > 0 {
-        eprintln!(
-            "{origin}: {}, {}; the coordinator cannot start until every error is fixed",
-            plural(errors, "error"),
-            plural(warnings, "warning")
-        );
         return ExitCode::from(EXIT_FAILURE);
     }
     if warnings > 0 && args.deny_warnings {
@@ -97,6 +90,88 @@ fn check(loaded: Loaded, args: &CheckArgs) -> ExitCode {
         summary.push_str(&format!(", {} (see above)", plural(warnings, "warning")));
     }
     print_stdout(&format!("{summary}\n"))
+}
+
+/// Prints every error and warning of `validation` on stderr, then a verdict when there are errors.
+fn report_problems(validation: &coordinator::Validation, origin: &str) {
+    for e in &validation.errors {
+        eprintln!("error: {origin}: {e}");
+    }
+    for w in &validation.warnings {
+        eprintln!("warning: {origin}: {w}");
+    }
+    let (errors, warnings) = (validation.errors.len(), validation.warnings.len());
+    if errors > 0 {
+        eprintln!(
+            "{origin}: {}, {}; the coordinator cannot start until every error is fixed",
+            plural(errors, "error"),
+            plural(warnings, "warning")
+        );
+    }
+}
+
+/// A runtime for the commands that do I/O.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Turns a server error into the exit status, printing every configuration problem.
+fn server_failure(error: ServeError, origin: &str) -> anyhow::Result<ExitCode> {
+    match error {
+        ServeError::Invalid(validation) => {
+            report_problems(&validation, origin);
+            Ok(ExitCode::from(EXIT_FAILURE))
+        }
+        other => Err(anyhow!(other)),
+    }
+}
+
+/// `coordinator serve`.
+fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
+    let Loaded { config, origin } = loaded;
+    match runtime()?.block_on(server::serve(config, extensions::all(), &origin)) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => server_failure(e, &origin),
+    }
+}
+
+/// `coordinator migrate [--dry-run]`.
+fn migrate(loaded: Loaded, args: &MigrateArgs) -> anyhow::Result<ExitCode> {
+    let Loaded { config, origin } = loaded;
+    let outcome =
+        match runtime()?.block_on(server::migrate(config, extensions::all(), args.dry_run)) {
+            Ok(outcome) => outcome,
+            Err(e) => return server_failure(e, &origin),
+        };
+    let text = match outcome {
+        MigrateOutcome::Applied(applied) if applied.is_empty() => {
+            "the database is up to date: no migration to apply\n".to_owned()
+        }
+        MigrateOutcome::Applied(applied) => {
+            let mut text = format!("applied {}:\n", plural(applied.len(), "migration"));
+            for m in applied {
+                text.push_str(&format!("  {}/{} {}\n", m.extension, m.version, m.name));
+            }
+            text
+        }
+        MigrateOutcome::Pending(pending) if pending.is_empty() => {
+            "the database is up to date: no migration to apply\n".to_owned()
+        }
+        MigrateOutcome::Pending(pending) => {
+            let mut text = format!(
+                "{} to apply (dry run: nothing was applied; run `coordinator migrate` to apply them):\n",
+                plural(pending.len(), "migration")
+            );
+            for m in pending {
+                text.push_str(&format!("  {}/{} {}\n", m.extension, m.version, m.name));
+            }
+            text
+        }
+    };
+    Ok(print_stdout(&text))
 }
 
 /// Builds the coordinator for a command that documents it; on invalid configuration prints every

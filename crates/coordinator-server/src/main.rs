@@ -1,17 +1,13 @@
 //! `coordinator`: the Commerce Coordinator's command line.
 //!
-//! `check` validates the configuration; `signals`, `graph` and `docs` print the catalog. Exit
-//! status: 0 success, 1 invalid or unreadable configuration or a failed command, 2 usage error.
-
-mod cli;
-mod commands;
-mod config;
-mod extensions;
-mod logging;
+//! `serve` runs the HTTP server; `migrate` brings the database up to date; `check` validates the
+//! configuration; `signals`, `graph` and `docs` print the catalog. Exit status: 0 success, 1
+//! invalid or unreadable configuration or a failed command, 2 usage error.
 
 use std::process::ExitCode;
 
 use clap::Parser as _;
+use coordinator_server::{cli, commands};
 
 fn main() -> ExitCode {
     // Usage errors exit with status 2 here, from clap.

@@ -212,6 +212,9 @@ pub struct JwtConfig {
     pub issuer: Option<String>,
     /// The required `aud` claim.
     pub audience: Option<String>,
+    /// A scope every token must grant (in its space-separated `scope` claim or its `scp`
+    /// claim), or the request is refused with 403. Default: none required.
+    pub required_scope: Option<String>,
     /// Clock skew tolerated when checking `exp` and `nbf`. Default `"30s"`.
     #[serde(default = "default_leeway")]
     pub leeway: ConfigDuration,

@@ -206,7 +206,7 @@ pub fn extension_routes(
 ///
 /// `detail` is for the caller: say what was wrong with the request and how to fix it. Internal
 /// causes are logged with [`Problem::internal`], never returned.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Problem {
     /// A URI naming the kind of problem; `about:blank` when the status says it all.
     #[serde(rename = "type")]

@@ -7,6 +7,7 @@
 mod render;
 
 use rustc_hash::FxHashMap;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
@@ -16,7 +17,7 @@ use crate::wiring::Wiring;
 pub use render::{GraphFormat, GraphFormatError};
 
 /// Every enabled extension, signal, handler, filter and step, and how they are wired.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Catalog {
     /// Every extension compiled into the binary, enabled or not.
     pub extensions: Vec<ExtensionEntry>,
@@ -31,7 +32,7 @@ pub struct Catalog {
 }
 
 /// An extension.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ExtensionEntry {
     /// Its name.
     pub name: String,
@@ -42,7 +43,7 @@ pub struct ExtensionEntry {
 }
 
 /// A signal.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SignalEntry {
     /// `<extension>.<event>`.
     pub name: String,
@@ -59,7 +60,7 @@ pub struct SignalEntry {
 }
 
 /// A handler.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct HandlerEntry {
     /// `<extension>.<verb_noun>`.
     pub name: String,
@@ -76,7 +77,7 @@ pub struct HandlerEntry {
 }
 
 /// A filter.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FilterEntry {
     /// `<extension>.<thing>_requested`.
     pub name: String,
@@ -95,7 +96,7 @@ pub struct FilterEntry {
 }
 
 /// A filter step.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct StepEntry {
     /// `<extension>.<verb_noun>`.
     pub name: String,

@@ -1,0 +1,644 @@
+//! Who may call `/api/v1/*` and the extension routes that require API credentials.
+//!
+//! A caller sends `Authorization: Bearer <token>`, where the token is one of the static
+//! `[auth] api_tokens` (compared in constant time) or a JSON Web Token verified with
+//! `[auth.jwt]` (HS256 with a shared secret, or RS256 with a public key; `exp` required, `iss`
+//! and `aud` checked when configured, `leeway` tolerated, `required_scope` enforced). Every
+//! refusal says what is wrong (401, or 403 for a missing scope) and never repeats the token.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use coordinator::config::{AuthConfig, Secret};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use tracing::info;
+
+use super::error::ApiError;
+
+/// The compiled `[auth]` settings.
+pub struct Auth {
+    api_tokens: Vec<Secret>,
+    jwt: Option<JwtVerifier>,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("api_tokens", &self.api_tokens.len())
+            .field("jwt", &self.jwt.as_ref().map(|j| j.algorithm))
+            .finish()
+    }
+}
+
+struct JwtVerifier {
+    algorithm: Algorithm,
+    key: DecodingKey,
+    validation: Validation,
+    issuer: Option<String>,
+    audience: Option<String>,
+    required_scope: Option<String>,
+}
+
+/// Who made a request, once authenticated (in the request's extensions).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Principal {
+    /// A static API token (which one is not recorded).
+    ApiToken,
+    /// A JWT, with its `sub` claim if it has one.
+    Jwt {
+        /// The `sub` claim.
+        subject: Option<String>,
+    },
+}
+
+/// Why a request was refused. Messages never contain the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// No credentials are configured, so nothing can be accepted.
+    #[error(
+        "this API requires credentials, and none are configured on the server; set static \
+         tokens with COORDINATOR__AUTH__API_TOKENS='[\"...\"]' (or [auth] api_tokens), or \
+         configure JSON Web Tokens in [auth.jwt]; then send `Authorization: Bearer <token>`"
+    )]
+    NotConfigured,
+    /// The request has no `Authorization` header.
+    #[error("no Authorization header; send `Authorization: Bearer <token>`")]
+    MissingHeader,
+    /// The `Authorization` header is not `Bearer <token>`.
+    #[error(
+        "the Authorization header is not a Bearer token; send `Authorization: Bearer <token>` \
+         (an API token or a JWT)"
+    )]
+    NotBearer,
+    /// The token is neither a configured API token nor (when JWTs are configured) a JWT.
+    #[error("unknown token: it is not one of the configured API tokens{jwt_hint}")]
+    UnknownToken {
+        /// Added when JWTs are accepted too.
+        jwt_hint: &'static str,
+    },
+    /// The JWT's `exp` is past (beyond the leeway).
+    #[error("the JWT has expired (its exp claim is in the past); get a new token")]
+    Expired,
+    /// The JWT's `nbf` is in the future (beyond the leeway).
+    #[error("the JWT is not valid yet (its nbf claim is in the future); check the issuer's clock")]
+    NotYetValid,
+    /// The JWT lacks a claim that is required.
+    #[error("the JWT has no {claim} claim; {why}")]
+    MissingClaim {
+        /// The claim.
+        claim: String,
+        /// Why it is required.
+        why: String,
+    },
+    /// The JWT's `iss` is not the configured issuer.
+    #[error("the JWT has the wrong issuer: its iss claim is not \"{expected}\"")]
+    WrongIssuer {
+        /// The configured issuer.
+        expected: String,
+    },
+    /// The JWT's `aud` does not include the configured audience.
+    #[error("the JWT has the wrong audience: its aud claim does not include \"{expected}\"")]
+    WrongAudience {
+        /// The configured audience (or a note that none is configured).
+        expected: String,
+    },
+    /// The JWT's signature does not verify with the configured key.
+    #[error(
+        "the JWT has a bad signature: it does not verify with the configured {algorithm} key; \
+         check that the token was issued for this server"
+    )]
+    BadSignature {
+        /// `HS256` or `RS256`.
+        algorithm: &'static str,
+    },
+    /// The JWT is signed with another algorithm than the configured one.
+    #[error("the JWT is signed with another algorithm than {expected}, the only one accepted")]
+    WrongAlgorithm {
+        /// The configured algorithm.
+        expected: &'static str,
+    },
+    /// The token looks like a JWT but cannot be decoded.
+    #[error("the token is not a valid JWT ({0})")]
+    Malformed(String),
+    /// The JWT is valid but does not grant the required scope.
+    #[error(
+        "the token does not grant the scope \"{0}\" that this API requires (in its scope or scp \
+         claim); ask for a token with that scope"
+    )]
+    MissingScope(String),
+}
+
+impl AuthError {
+    /// 403 for a missing scope, 401 otherwise.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AuthError::MissingScope(_) => StatusCode::FORBIDDEN,
+            _ => StatusCode::UNAUTHORIZED,
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge (RFC 6750).
+    pub fn www_authenticate(&self) -> String {
+        match self {
+            AuthError::NotConfigured | AuthError::MissingHeader | AuthError::NotBearer => {
+                "Bearer realm=\"coordinator\"".to_owned()
+            }
+            AuthError::MissingScope(scope) => format!(
+                "Bearer realm=\"coordinator\", error=\"insufficient_scope\", scope=\"{scope}\""
+            ),
+            _ => "Bearer realm=\"coordinator\", error=\"invalid_token\"".to_owned(),
+        }
+    }
+}
+
+/// The claims the server reads itself; `exp`, `nbf`, `iss` and `aud` are checked by the decoder.
+#[derive(Debug, Deserialize)]
+struct Claims {
+    sub: Option<String>,
+    scope: Option<String>,
+    scp: Option<Scopes>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Scopes {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Claims {
+    fn grants(&self, scope: &str) -> bool {
+        let in_scope = self
+            .scope
+            .as_deref()
+            .is_some_and(|s| s.split_whitespace().any(|s| s == scope));
+        let in_scp = match &self.scp {
+            Some(Scopes::One(s)) => s.split_whitespace().any(|s| s == scope),
+            Some(Scopes::Many(list)) => list.iter().any(|s| s == scope),
+            None => false,
+        };
+        in_scope || in_scp
+    }
+}
+
+/// `[auth.jwt]` could not be used (`coordinator check` reports the same problems).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("[auth.jwt]: {0}")]
+pub struct AuthConfigError(String);
+
+impl Auth {
+    /// Compiles `[auth]`.
+    pub fn from_config(config: &AuthConfig) -> Result<Self, AuthConfigError> {
+        let jwt = match &config.jwt {
+            None => None,
+            Some(jwt) => {
+                let (algorithm, key) = match (&jwt.hs256_secret, &jwt.rs256_public_key) {
+                    (Some(secret), None) => (
+                        Algorithm::HS256,
+                        DecodingKey::from_secret(secret.expose().as_bytes()),
+                    ),
+                    (None, Some(pem)) => (
+                        Algorithm::RS256,
+                        DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| {
+                            AuthConfigError(format!(
+                                "rs256_public_key is not an RSA public key in PEM form: {e}"
+                            ))
+                        })?,
+                    ),
+                    _ => {
+                        return Err(AuthConfigError(
+                            "set exactly one of hs256_secret and rs256_public_key".to_owned(),
+                        ));
+                    }
+                };
+                let mut validation = Validation::new(algorithm);
+                validation.leeway = jwt.leeway.0.as_secs();
+                validation.validate_exp = true;
+                validation.validate_nbf = true;
+                let mut required: HashSet<String> = HashSet::from(["exp".to_owned()]);
+                if let Some(issuer) = &jwt.issuer {
+                    validation.set_issuer(&[issuer]);
+                    required.insert("iss".to_owned());
+                }
+                match &jwt.audience {
+                    Some(audience) => {
+                        validation.set_audience(&[audience]);
+                        required.insert("aud".to_owned());
+                    }
+                    None => validation.validate_aud = false,
+                }
+                validation.required_spec_claims = required;
+                Some(JwtVerifier {
+                    algorithm,
+                    key,
+                    validation,
+                    issuer: jwt.issuer.clone(),
+                    audience: jwt.audience.clone(),
+                    required_scope: jwt.required_scope.clone(),
+                })
+            }
+        };
+        Ok(Self {
+            api_tokens: config.api_tokens.clone(),
+            jwt,
+        })
+    }
+
+    /// Whether any credentials are configured.
+    pub fn is_configured(&self) -> bool {
+        !self.api_tokens.is_empty() || self.jwt.is_some()
+    }
+
+    /// Checks the request's `Authorization` header.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
+        if !self.is_configured() {
+            return Err(AuthError::NotConfigured);
+        }
+        let value = headers
+            .get(header::AUTHORIZATION)
+            .ok_or(AuthError::MissingHeader)?;
+        let value = value.to_str().map_err(|_| AuthError::NotBearer)?;
+        let token = match value.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+            _ => return Err(AuthError::NotBearer),
+        };
+        if token.is_empty() {
+            return Err(AuthError::NotBearer);
+        }
+        // Every token is compared, whatever matches, so that timing tells nothing.
+        let known = self.api_tokens.iter().fold(false, |found, t| {
+            found | constant_time_eq(t.expose(), token)
+        });
+        if known {
+            return Ok(Principal::ApiToken);
+        }
+        match &self.jwt {
+            Some(jwt) if token.split('.').count() == 3 => jwt.verify(token),
+            Some(_) => Err(AuthError::UnknownToken {
+                jwt_hint: ", nor a JWT",
+            }),
+            None => Err(AuthError::UnknownToken { jwt_hint: "" }),
+        }
+    }
+}
+
+impl JwtVerifier {
+    fn algorithm_name(&self) -> &'static str {
+        match self.algorithm {
+            Algorithm::RS256 => "RS256",
+            _ => "HS256",
+        }
+    }
+
+    fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+            .map_err(|e| self.explain(e.into_kind()))?;
+        if let Some(scope) = &self.required_scope {
+            if !data.claims.grants(scope) {
+                return Err(AuthError::MissingScope(scope.clone()));
+            }
+        }
+        Ok(Principal::Jwt {
+            subject: data.claims.sub,
+        })
+    }
+
+    fn explain(&self, kind: ErrorKind) -> AuthError {
+        match kind {
+            ErrorKind::ExpiredSignature => AuthError::Expired,
+            ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+            ErrorKind::InvalidIssuer => AuthError::WrongIssuer {
+                expected: self.issuer.clone().unwrap_or_default(),
+            },
+            ErrorKind::InvalidAudience => AuthError::WrongAudience {
+                expected: self.audience.clone().unwrap_or_default(),
+            },
+            ErrorKind::InvalidSignature => AuthError::BadSignature {
+                algorithm: self.algorithm_name(),
+            },
+            ErrorKind::InvalidAlgorithm => AuthError::WrongAlgorithm {
+                expected: self.algorithm_name(),
+            },
+            ErrorKind::MissingRequiredClaim(claim) => {
+                let why = match claim.as_str() {
+                    "exp" => "tokens must expire: ask the issuer for a token with exp".to_owned(),
+                    "iss" => format!(
+                        "this API requires iss = \"{}\"",
+                        self.issuer.as_deref().unwrap_or_default()
+                    ),
+                    "aud" => format!(
+                        "this API requires aud to include \"{}\"",
+                        self.audience.as_deref().unwrap_or_default()
+                    ),
+                    _ => "this API requires it".to_owned(),
+                };
+                AuthError::MissingClaim { claim, why }
+            }
+            ErrorKind::Base64(_) | ErrorKind::Utf8(_) | ErrorKind::InvalidToken => {
+                AuthError::Malformed("its parts are not base64url-encoded JSON".to_owned())
+            }
+            ErrorKind::Json(e) => AuthError::Malformed(format!("its claims do not parse: {e}")),
+            other => AuthError::Malformed(format!("{other:?}")),
+        }
+    }
+}
+
+/// Compares two strings in time that depends only on their lengths.
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+/// Middleware: refuses the request unless [`Auth::authenticate`] accepts it.
+pub async fn require_credentials(
+    State(auth): State<Arc<Auth>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    match auth.authenticate(request.headers()) {
+        Ok(principal) => {
+            request.extensions_mut().insert(principal);
+            next.run(request).await
+        }
+        Err(e) => {
+            info!(reason = %e, "request refused: not authenticated");
+            ApiError::from(e).into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use jsonwebtoken::{EncodingKey, Header};
+
+    use super::*;
+    use crate::http::testing::{self, TOKEN};
+
+    pub const HS256_SECRET: &str = "an-hs256-secret-for-tests-only";
+    pub const RSA_PRIVATE: &str = include_str!("../../tests/fixtures/jwt-rs256-private.pem");
+    pub const RSA_PUBLIC: &str = include_str!("../../tests/fixtures/jwt-rs256-public.pem");
+
+    fn now() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    pub fn hs256(claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(HS256_SECRET.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    fn rs256(claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::RS256),
+            &claims,
+            &EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap(),
+        )
+        .unwrap()
+    }
+
+    const HS256_CONFIG: &[(&str, &str)] = &[
+        ("COORDINATOR__AUTH__API_TOKENS", "[\"static-token\"]"),
+        ("COORDINATOR__AUTH__JWT__HS256_SECRET", HS256_SECRET),
+        ("COORDINATOR__AUTH__JWT__ISSUER", "https://issuer.test"),
+        ("COORDINATOR__AUTH__JWT__AUDIENCE", "coordinator"),
+        ("COORDINATOR__AUTH__JWT__REQUIRED_SCOPE", "coordinator:api"),
+        ("COORDINATOR__AUTH__JWT__LEEWAY", "0s"),
+    ];
+
+    fn good_claims() -> serde_json::Value {
+        serde_json::json!({
+            "sub": "lms",
+            "iss": "https://issuer.test",
+            "aud": "coordinator",
+            "exp": now() + 600,
+            "scope": "openid coordinator:api",
+        })
+    }
+
+    fn with(
+        mut claims: serde_json::Value,
+        key: &str,
+        value: serde_json::Value,
+    ) -> serde_json::Value {
+        if value.is_null() {
+            claims.as_object_mut().unwrap().remove(key);
+        } else {
+            claims[key] = value;
+        }
+        claims
+    }
+
+    /// `GET /api/v1/catalog` with `authorization` (none when `None`): status, detail, challenge.
+    async fn call(app: &testing::TestApp, authorization: Option<&str>) -> (u16, String, String) {
+        let mut request = Request::get("/api/v1/catalog");
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        let response = app.send(request.body(Body::empty()).unwrap()).await;
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let (status, _, body) = testing::parts(response).await;
+        if !status.is_success() {
+            assert_eq!(content_type, "application/problem+json");
+        }
+        (
+            status.as_u16(),
+            body["detail"].as_str().unwrap_or_default().to_owned(),
+            challenge,
+        )
+    }
+
+    #[tokio::test]
+    async fn no_configured_credentials_says_how_to_configure_them() {
+        let app = testing::app(&[("COORDINATOR__AUTH__API_TOKENS", "[]")]).await;
+        let (status, detail, challenge) = call(&app, Some("Bearer anything")).await;
+        assert_eq!(status, 401);
+        assert!(
+            detail.contains("COORDINATOR__AUTH__API_TOKENS='[\"...\"]'"),
+            "{detail}"
+        );
+        assert!(challenge.starts_with("Bearer"), "{challenge}");
+    }
+
+    #[tokio::test]
+    async fn each_401_says_what_is_wrong() {
+        let app = testing::app(HS256_CONFIG).await;
+        let cases: Vec<(Option<String>, &str)> = vec![
+            (None, "no Authorization header"),
+            (Some("Basic dXNlcjpwYXNz".into()), "not a Bearer token"),
+            (Some("Bearer nope".into()), "unknown token"),
+            (
+                Some(format!(
+                    "Bearer {}",
+                    hs256(with(good_claims(), "exp", (now() - 60).into()))
+                )),
+                "has expired",
+            ),
+            (
+                Some(format!(
+                    "Bearer {}",
+                    hs256(with(good_claims(), "exp", serde_json::Value::Null))
+                )),
+                "no exp claim",
+            ),
+            (
+                Some(format!(
+                    "Bearer {}",
+                    hs256(with(good_claims(), "iss", "https://evil.test".into()))
+                )),
+                "wrong issuer",
+            ),
+            (
+                Some(format!(
+                    "Bearer {}",
+                    hs256(with(good_claims(), "aud", "someone-else".into()))
+                )),
+                "wrong audience",
+            ),
+            (
+                Some(format!("Bearer {}", rs256(good_claims()))),
+                "another algorithm",
+            ),
+            (Some("Bearer a.b.c".into()), "not a valid JWT"),
+        ];
+        for (authorization, expected) in cases {
+            let (status, detail, challenge) = call(&app, authorization.as_deref()).await;
+            assert_eq!(status, 401, "{authorization:?}: {detail}");
+            assert!(detail.contains(expected), "{authorization:?}: {detail}");
+            assert!(challenge.starts_with("Bearer"), "{challenge}");
+            if let Some(a) = &authorization {
+                let token = a.split_once(' ').unwrap().1;
+                assert!(!detail.contains(token), "the token leaked: {detail}");
+            }
+        }
+        // A bad signature: signed with another secret.
+        let forged = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &good_claims(),
+            &EncodingKey::from_secret(b"another secret"),
+        )
+        .unwrap();
+        let (status, detail, _) = call(&app, Some(&format!("Bearer {forged}"))).await;
+        assert_eq!(status, 401);
+        assert!(detail.contains("bad signature"), "{detail}");
+    }
+
+    #[tokio::test]
+    async fn a_valid_jwt_without_the_required_scope_is_forbidden() {
+        let app = testing::app(HS256_CONFIG).await;
+        let token = hs256(with(good_claims(), "scope", "openid".into()));
+        let (status, detail, challenge) = call(&app, Some(&format!("Bearer {token}"))).await;
+        assert_eq!(status, 403, "{detail}");
+        assert!(detail.contains("\"coordinator:api\""), "{detail}");
+        assert!(challenge.contains("insufficient_scope"), "{challenge}");
+        // `scp` as an array grants it too.
+        let token = hs256(with(
+            with(good_claims(), "scope", serde_json::Value::Null),
+            "scp",
+            serde_json::json!(["coordinator:api"]),
+        ));
+        let (status, detail, _) = call(&app, Some(&format!("Bearer {token}"))).await;
+        assert_eq!(status, 200, "{detail}");
+    }
+
+    #[tokio::test]
+    async fn static_tokens_and_hs256_jwts_are_accepted() {
+        let app = testing::app(HS256_CONFIG).await;
+        assert_eq!(call(&app, Some("Bearer static-token")).await.0, 200);
+        assert_eq!(call(&app, Some("bearer static-token")).await.0, 200);
+        let token = hs256(good_claims());
+        assert_eq!(call(&app, Some(&format!("Bearer {token}"))).await.0, 200);
+
+        let app = testing::app(&[]).await;
+        assert_eq!(call(&app, Some(&format!("Bearer {TOKEN}"))).await.0, 200);
+    }
+
+    #[tokio::test]
+    async fn rs256_jwts_are_accepted_with_the_public_key() {
+        let app = testing::app(&[
+            ("COORDINATOR__AUTH__JWT__RS256_PUBLIC_KEY", RSA_PUBLIC),
+            ("COORDINATOR__AUTH__JWT__LEEWAY", "5s"),
+        ])
+        .await;
+        let claims = serde_json::json!({"sub": "lms", "exp": now() + 60});
+        let (status, detail, _) = call(&app, Some(&format!("Bearer {}", rs256(claims)))).await;
+        assert_eq!(status, 200, "{detail}");
+        // Within the leeway, an expired token still passes.
+        let claims = serde_json::json!({"exp": now() - 2});
+        assert_eq!(
+            call(&app, Some(&format!("Bearer {}", rs256(claims))))
+                .await
+                .0,
+            200
+        );
+        // An HS256 token signed with the public key as secret (algorithm confusion) is refused.
+        let confused = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({"exp": now() + 60}),
+            &EncodingKey::from_secret(RSA_PUBLIC.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(call(&app, Some(&format!("Bearer {confused}"))).await.0, 401);
+    }
+
+    #[tokio::test]
+    async fn public_routes_need_no_credentials() {
+        let app = testing::app(&[("COORDINATOR__AUTH__API_TOKENS", "[]")]).await;
+        for path in ["/health", "/metrics", "/api/openapi.json"] {
+            let response = app
+                .send(Request::get(path).body(Body::empty()).unwrap())
+                .await;
+            assert_eq!(response.status(), 200, "{path}");
+        }
+    }
+
+    #[tokio::test]
+    async fn extension_routes_that_require_credentials_check_them() {
+        let app = testing::app(&[]).await;
+        let request = Request::post("/api/demo/orders")
+            .header("content-type", "application/json")
+            .body(Body::from(testing::order("EDX-1").to_string()))
+            .unwrap();
+        let (status, headers, body) = testing::parts(app.send(request).await).await;
+        assert_eq!(status, 401, "{body}");
+        assert!(headers.contains_key("www-authenticate"));
+        let (status, _, body) = app.post("/api/demo/orders", testing::order("EDX-1")).await;
+        assert_eq!(status, 202, "{body}");
+    }
+
+    #[test]
+    fn constant_time_eq_compares_whole_strings() {
+        assert!(constant_time_eq("abc", "abc"));
+        assert!(!constant_time_eq("abc", "abd"));
+        assert!(!constant_time_eq("abc", "abcd"));
+    }
+}

@@ -1,0 +1,116 @@
+//! The one error type of the server's own routes and middleware: each variant becomes an
+//! `application/problem+json` response whose detail says what was wrong and how to fix it.
+//! Internal causes are logged (inside the request's span, so with its request id), never
+//! returned.
+
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use coordinator::StoreError;
+use coordinator::http::Problem;
+use uuid::Uuid;
+
+use super::auth::AuthError;
+
+/// Why the server refused or failed a request.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The caller is not authenticated (401) or lacks a required scope (403).
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// A query parameter is not acceptable.
+    #[error("query parameter `{name}`: {problem}")]
+    BadParameter {
+        /// The parameter.
+        name: &'static str,
+        /// What is wrong, and the fix.
+        problem: String,
+    },
+    /// The query string does not parse.
+    #[error("the query string is not valid: {0}")]
+    BadQuery(String),
+    /// A dispatch id in the path is not a UUID.
+    #[error(
+        "\"{0}\" is not a dispatch id; ids are UUIDs such as 0190b5c4-8f5e-7cc0-a2b4-3f1e0d6c9a10"
+    )]
+    InvalidDispatchId(String),
+    /// No stored dispatch has this id.
+    #[error(
+        "no dispatch {0} in the dispatch log; it may be older than [dispatch_log] retention, or \
+         not written yet (the log is written in batches every [dispatch_log] flush_interval)"
+    )]
+    DispatchNotFound(Uuid),
+    /// No route matches the path.
+    #[error("no route for {method} {path}; every route is listed at /api/openapi.json")]
+    RouteNotFound {
+        /// The request method.
+        method: String,
+        /// The request path.
+        path: String,
+    },
+    /// The request body is larger than the limit.
+    #[error(
+        "the request body is larger than {limit} bytes, the limit set by [server] \
+         body_limit_bytes (COORDINATOR__SERVER__BODY_LIMIT_BYTES); send a smaller body or raise \
+         the limit"
+    )]
+    BodyTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The request took longer than the timeout.
+    #[error(
+        "the request did not finish within {0:?}, the limit set by [server] request_timeout; \
+         retry later (it may have taken effect: look it up before repeating it)"
+    )]
+    Timeout(Duration),
+    /// The service cannot serve yet (`/ready`).
+    #[error("not ready: {0}")]
+    NotReady(String),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ApiError {
+    /// The response status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Auth(e) => e.status(),
+            ApiError::BadParameter { .. }
+            | ApiError::BadQuery(_)
+            | ApiError::InvalidDispatchId(_) => StatusCode::BAD_REQUEST,
+            ApiError::DispatchNotFound(_) | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Timeout(_) | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The problem document this error is answered with (logging internal causes).
+    pub fn problem(&self) -> Problem {
+        match self {
+            ApiError::Store(e) => Problem::internal(e),
+            ApiError::BodyTooLarge { limit } => Problem::new(self.status(), self.to_string())
+                .with("limit_bytes", *limit)
+                .with("setting", "[server] body_limit_bytes"),
+            other => Problem::new(other.status(), other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = self.problem().into_response();
+        if let ApiError::Auth(e) = &self {
+            if let Ok(value) = HeaderValue::from_str(&e.www_authenticate()) {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, value);
+            }
+        }
+        response
+    }
+}

@@ -1,0 +1,526 @@
+//! `/api/openapi.json`: an OpenAPI 3.1 document of every route, built from the same data the
+//! router is built from (the core routes listed here, each extension's [`Route`]s with their
+//! docs, schemas and access), with JSON schemas from `schemars`.
+//!
+//! See `docs/decisions/0007-http-api.md` for why it is assembled by hand rather than by an
+//! OpenAPI framework.
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use coordinator::http::{Access, Json, Problem, Route};
+use coordinator::store::StoredDispatch;
+use coordinator::{Catalog, Coordinator};
+use serde_json::{Map, Value, json};
+
+use super::AppState;
+use super::dispatches::{DispatchList, LIST_PARAMETERS};
+use super::health::Status;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new().route("/api/openapi.json", get(openapi))
+}
+
+async fn openapi(State(state): State<AppState>) -> Json<Value> {
+    Json(document(&state.coordinator))
+}
+
+const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Collects schemas into `components.schemas`, rewriting references to point there.
+#[derive(Default)]
+struct Schemas {
+    components: Map<String, Value>,
+}
+
+impl Schemas {
+    /// A reference to the schema of `T`.
+    fn of<T: schemars::JsonSchema>(&mut self) -> Value {
+        self.add(schemars::schema_for!(T).to_value(), "")
+    }
+
+    /// Moves a root schema's `$defs` (and the schema itself, when it has a title) into the
+    /// components and returns what to put where the schema is used. A name taken by a different
+    /// schema gets `prefix` (then a number) in front.
+    fn add(&mut self, mut schema: Value, prefix: &str) -> Value {
+        let defs = schema
+            .as_object_mut()
+            .and_then(|o| {
+                o.remove("$schema");
+                o.remove("$defs")
+            })
+            .and_then(|d| match d {
+                Value::Object(map) => Some(map),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let mut defs: Vec<(String, Value)> = defs.into_iter().collect();
+        // References to the schema's own definitions point at the components instead.
+        rewrite_refs(&mut schema, "#/$defs/", &[]);
+        for (_, def) in &mut defs {
+            rewrite_refs(def, "#/$defs/", &[]);
+        }
+        let renames: Vec<(String, String)> = defs
+            .iter()
+            .map(|(name, def)| (name.clone(), self.free_name(name, prefix, def)))
+            .filter(|(name, target)| name != target)
+            .collect();
+        if !renames.is_empty() {
+            rewrite_refs(&mut schema, COMPONENTS, &renames);
+            for (_, def) in &mut defs {
+                rewrite_refs(def, COMPONENTS, &renames);
+            }
+        }
+        for (name, def) in defs {
+            let target = renames
+                .iter()
+                .find(|(from, _)| *from == name)
+                .map_or(name, |(_, to)| to.clone());
+            self.components.entry(target).or_insert(def);
+        }
+        match schema
+            .get("title")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+        {
+            Some(title) => {
+                let target = self.free_name(&title, prefix, &schema);
+                self.components.entry(target.clone()).or_insert(schema);
+                json!({ "$ref": format!("{COMPONENTS}{target}") })
+            }
+            None => schema,
+        }
+    }
+
+    fn free_name(&self, name: &str, prefix: &str, schema: &Value) -> String {
+        let mut candidate = name.to_owned();
+        let mut n = 1;
+        while let Some(existing) = self.components.get(&candidate) {
+            if same_schema(existing, schema) {
+                break;
+            }
+            candidate = match (n, prefix.is_empty()) {
+                (1, false) => format!("{prefix}_{name}"),
+                (_, false) => format!("{prefix}_{name}_{n}"),
+                (_, true) => format!("{name}_{n}"),
+            };
+            n += 1;
+        }
+        candidate
+    }
+}
+
+/// Whether two schemas are the same but for their titles (a root schema has one, the same
+/// schema among another's `$defs` does not).
+fn same_schema(a: &Value, b: &Value) -> bool {
+    let untitled = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("title");
+        }
+        v
+    };
+    a == b || untitled(a) == untitled(b)
+}
+
+const COMPONENTS: &str = "#/components/schemas/";
+
+/// Rewrites every `$ref` that starts with `from` to point at `#/components/schemas/`, renamed
+/// per `renames`.
+fn rewrite_refs(value: &mut Value, from: &str, renames: &[(String, String)]) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(reference)) = map.get_mut("$ref") {
+                if let Some(name) = reference.strip_prefix(from) {
+                    let target = renames
+                        .iter()
+                        .find(|(old, _)| old == name)
+                        .map_or(name, |(_, new)| new.as_str());
+                    *reference = format!("{COMPONENTS}{target}");
+                }
+            }
+            for v in map.values_mut() {
+                rewrite_refs(v, from, renames);
+            }
+        }
+        Value::Array(items) => {
+            for v in items {
+                rewrite_refs(v, from, renames);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn json_content(schema: Value) -> Value {
+    json!({ "application/json": { "schema": schema } })
+}
+
+fn problem_response(description: &str, problem: &Value) -> Value {
+    json!({ "description": description, "content": { PROBLEM_JSON: { "schema": problem } } })
+}
+
+/// The OpenAPI path of an axum path: `{id}` stays, `{*rest}` becomes `{rest}`.
+fn openapi_path(path: &str) -> String {
+    path.replace("{*", "{")
+}
+
+/// The names of the parameters in a path template.
+fn path_parameters(path: &str) -> Vec<String> {
+    path.split('/')
+        .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+        .map(|name| name.trim_start_matches('*').to_owned())
+        .collect()
+}
+
+/// The OpenAPI 3.1 document of every route `coordinator` serves.
+pub fn document(coordinator: &Coordinator) -> Value {
+    let mut schemas = Schemas::default();
+    let problem = schemas.of::<Problem>();
+    let catalog = schemas.of::<Catalog>();
+    let stored = schemas.of::<StoredDispatch>();
+    let list = schemas.of::<DispatchList>();
+    let status = schemas.of::<Status>();
+
+    let unauthorized = problem_response(
+        "Missing or invalid credentials (the detail says which); see `WWW-Authenticate`",
+        &problem,
+    );
+    let forbidden = problem_response("The token lacks the required scope", &problem);
+    let secured = json!([{ "bearer": [] }]);
+    let mut paths = Map::new();
+
+    paths.insert(
+        "/health".into(),
+        json!({ "get": {
+            "operationId": "health",
+            "summary": "The process answers.",
+            "tags": ["operations"],
+            "security": [],
+            "responses": { "200": { "description": "Alive", "content": json_content(status.clone()) } }
+        }}),
+    );
+    paths.insert(
+        "/ready".into(),
+        json!({ "get": {
+            "operationId": "ready",
+            "summary": "The service can serve: the database answers and every migration is applied.",
+            "tags": ["operations"],
+            "security": [],
+            "responses": {
+                "200": { "description": "Ready", "content": json_content(status) },
+                "503": problem_response("Not ready; the detail says why (database, pending migrations)", &problem)
+            }
+        }}),
+    );
+    paths.insert(
+        "/metrics".into(),
+        json!({ "get": {
+            "operationId": "metrics",
+            "summary": "Prometheus metrics in the OpenMetrics text format.",
+            "tags": ["operations"],
+            "security": [],
+            "responses": { "200": {
+                "description": "The metrics",
+                "content": { super::metrics::CONTENT_TYPE: { "schema": { "type": "string" } } }
+            } }
+        }}),
+    );
+    paths.insert(
+        "/api/openapi.json".into(),
+        json!({ "get": {
+            "operationId": "openapi",
+            "summary": "This document.",
+            "tags": ["operations"],
+            "security": [],
+            "responses": { "200": { "description": "The OpenAPI document", "content": json_content(json!({ "type": "object" })) } }
+        }}),
+    );
+    paths.insert(
+        "/api/v1/catalog".into(),
+        json!({ "get": {
+            "operationId": "catalog",
+            "summary": "Every extension, signal, handler, filter and step, and how they are wired.",
+            "tags": ["catalog"],
+            "security": secured,
+            "responses": {
+                "200": { "description": "The catalog", "content": json_content(catalog) },
+                "401": unauthorized, "403": forbidden
+            }
+        }}),
+    );
+    let list_parameters: Vec<Value> = LIST_PARAMETERS
+        .iter()
+        .map(|(name, description)| {
+            json!({ "name": name, "in": "query", "required": false, "description": description, "schema": { "type": "string" } })
+        })
+        .collect();
+    paths.insert(
+        "/api/v1/dispatches".into(),
+        json!({ "get": {
+            "operationId": "list_dispatches",
+            "summary": "The dispatch log, newest first, one page at a time (follow `next`).",
+            "tags": ["dispatches"],
+            "security": secured,
+            "parameters": list_parameters,
+            "responses": {
+                "200": { "description": "One page", "content": json_content(list) },
+                "400": problem_response("A query parameter is not acceptable; the detail names it", &problem),
+                "401": unauthorized, "403": forbidden
+            }
+        }}),
+    );
+    paths.insert(
+        "/api/v1/dispatches/{id}".into(),
+        json!({ "get": {
+            "operationId": "get_dispatch",
+            "summary": "One dispatch: its signal, sender and every handler's outcome.",
+            "tags": ["dispatches"],
+            "security": secured,
+            "parameters": [{ "name": "id", "in": "path", "required": true, "description": "The dispatch id (a UUID)", "schema": { "type": "string", "format": "uuid" } }],
+            "responses": {
+                "200": { "description": "The dispatch", "content": json_content(stored) },
+                "400": problem_response("The id is not a UUID", &problem),
+                "401": unauthorized, "403": forbidden,
+                "404": problem_response("No dispatch has this id", &problem)
+            }
+        }}),
+    );
+
+    let mut tags = vec![
+        json!({ "name": "operations", "description": "Health, readiness, metrics and this document." }),
+        json!({ "name": "catalog", "description": "The running system's description of itself." }),
+        json!({ "name": "dispatches", "description": "The dispatch log: every send_robust and how each handler ended." }),
+    ];
+    let catalog_entries = coordinator.catalog();
+    let mount_config = &coordinator.config().server;
+    for (extension, routes) in coordinator.routes() {
+        let doc = catalog_entries
+            .extensions
+            .iter()
+            .find(|e| e.name == extension)
+            .map_or("", |e| e.doc.as_str());
+        tags.push(json!({ "name": extension, "description": doc }));
+        let mount = mount_config.mount_of(extension);
+        for route in &routes {
+            let path = openapi_path(&format!("{mount}{}", route.path()));
+            let operation = extension_operation(extension, route, &path, &mut schemas, &problem);
+            let entry = paths
+                .entry(path)
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(methods) = entry {
+                methods.insert(route.method().as_str().to_ascii_lowercase(), operation);
+            }
+        }
+    }
+
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Commerce Coordinator",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Brokers messages between a learning platform and commerce systems. \
+                Errors are application/problem+json (RFC 9457). Every response carries an \
+                X-Request-Id header (the caller's, when it sends a plain one); quote it when \
+                reporting a problem."
+        },
+        "tags": tags,
+        "paths": paths,
+        "components": {
+            "schemas": schemas.components,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "One of the API tokens of [auth] api_tokens, or a JWT \
+                        verified with [auth.jwt] (HS256 or RS256; exp required)."
+                }
+            }
+        }
+    })
+}
+
+fn extension_operation(
+    extension: &str,
+    route: &Route,
+    path: &str,
+    schemas: &mut Schemas,
+    problem: &Value,
+) -> Value {
+    let method = route.method().as_str().to_ascii_lowercase();
+    let operation_id: String = format!("{extension}_{method}{path}")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect::<String>()
+        .split('_')
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("_");
+    let mut operation = Map::new();
+    operation.insert("operationId".into(), operation_id.into());
+    operation.insert("tags".into(), json!([extension]));
+    let doc = route.description();
+    if !doc.is_empty() {
+        let summary = doc.split_inclusive(". ").next().unwrap_or(doc).trim();
+        operation.insert("summary".into(), summary.into());
+        operation.insert("description".into(), doc.into());
+    }
+    let parameters: Vec<Value> = path_parameters(path)
+        .into_iter()
+        .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+        .collect();
+    if !parameters.is_empty() {
+        operation.insert("parameters".into(), parameters.into());
+    }
+    if let Some(schema) = route.request_schema() {
+        operation.insert(
+            "requestBody".into(),
+            json!({ "required": true, "content": json_content(schemas.add(schema, extension)) }),
+        );
+    }
+    let mut responses = Map::new();
+    let success = match route.response_schema() {
+        Some(schema) => {
+            json!({ "description": "Success", "content": json_content(schemas.add(schema, extension)) })
+        }
+        None => json!({ "description": "Success" }),
+    };
+    responses.insert("2XX".into(), success);
+    if route.request_schema().is_some() {
+        responses.insert(
+            "400".into(),
+            problem_response("The body is not valid JSON, or not of the documented shape (the detail says where)", problem),
+        );
+        responses.insert(
+            "413".into(),
+            problem_response("The body is larger than [server] body_limit_bytes", problem),
+        );
+    }
+    match route.access() {
+        Access::Api => {
+            operation.insert("security".into(), json!([{ "bearer": [] }]));
+            responses.insert(
+                "401".into(),
+                problem_response(
+                    "Missing or invalid credentials (the detail says which)",
+                    problem,
+                ),
+            );
+            responses.insert(
+                "403".into(),
+                problem_response("The token lacks the required scope", problem),
+            );
+        }
+        Access::Public => {
+            operation.insert("security".into(), json!([]));
+        }
+    }
+    responses.insert(
+        "default".into(),
+        problem_response("An error, as application/problem+json", problem),
+    );
+    operation.insert("responses".into(), responses.into());
+    Value::Object(operation)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::testing;
+
+    #[tokio::test]
+    async fn the_document_lists_every_route_with_its_security() {
+        let app = testing::app(&[]).await;
+        let (status, _, doc) = app.get("/api/openapi.json").await;
+        assert_eq!(status, 200);
+        assert_eq!(doc["openapi"], "3.1.0");
+        let paths = doc["paths"].as_object().unwrap();
+        for path in [
+            "/health",
+            "/ready",
+            "/metrics",
+            "/api/openapi.json",
+            "/api/v1/catalog",
+            "/api/v1/dispatches",
+            "/api/v1/dispatches/{id}",
+        ] {
+            assert!(paths.contains_key(path), "{path} missing");
+        }
+        // Every extension route, at its mount, with its method.
+        for (extension, routes) in app.state.coordinator.routes() {
+            for route in routes {
+                let path = format!("/api/{extension}{}", route.path());
+                let method = route.method().as_str().to_ascii_lowercase();
+                let operation = &doc["paths"][&path][&method];
+                assert!(operation.is_object(), "{method} {path} missing");
+                assert_eq!(operation["description"], route.description());
+                assert_eq!(operation["security"], json!([{ "bearer": [] }]), "{path}");
+                assert!(operation["requestBody"].is_object(), "{path}");
+            }
+        }
+        let orders = &doc["paths"]["/api/demo/orders"]["post"];
+        assert_eq!(
+            orders["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/OrderPlaced"
+        );
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(
+            schemas["OrderPlaced"]["properties"]["email"]["x-personal-data"],
+            true
+        );
+        assert!(
+            schemas.get("StoredDispatch_1").is_none(),
+            "one schema, two names"
+        );
+        for name in [
+            "StoredDispatch",
+            "DispatchList",
+            "Catalog",
+            "Problem",
+            "Dispatched",
+        ] {
+            assert!(schemas[name].is_object(), "no schema {name}");
+        }
+        // Every reference resolves.
+        let text = doc.to_string();
+        for reference in text.split("\"$ref\":\"").skip(1) {
+            let target = reference.split('"').next().unwrap();
+            let name = target
+                .strip_prefix("#/components/schemas/")
+                .unwrap_or_else(|| panic!("{target}"));
+            assert!(schemas[name].is_object(), "dangling {target}");
+        }
+        assert_eq!(doc["paths"]["/health"]["get"]["security"], json!([]));
+    }
+
+    #[tokio::test]
+    async fn mounted_extensions_are_documented_at_their_mount() {
+        let app = testing::app(&[("COORDINATOR__SERVER__MOUNTS__DEMO", "/lms")]).await;
+        let (_, _, doc) = app.get("/api/openapi.json").await;
+        assert!(
+            doc["paths"]["/lms/orders"]["post"].is_object(),
+            "{:#}",
+            doc["paths"]
+        );
+        assert!(doc["paths"].get("/api/demo/orders").is_none());
+        let (status, _, _) = app.post("/lms/orders", testing::order("EDX-9")).await;
+        assert_eq!(status, 202);
+    }
+
+    #[test]
+    fn colliding_schema_names_are_kept_apart() {
+        let mut schemas = Schemas::default();
+        let a = schemas.add(json!({"title": "Thing", "type": "string"}), "a");
+        let b = schemas.add(json!({"title": "Thing", "type": "integer"}), "b");
+        let again = schemas.add(json!({"title": "Thing", "type": "string"}), "c");
+        assert_eq!(a["$ref"], "#/components/schemas/Thing");
+        assert_eq!(b["$ref"], "#/components/schemas/b_Thing");
+        assert_eq!(again, a);
+    }
+
+    #[test]
+    fn path_parameters_are_found() {
+        assert_eq!(path_parameters("/api/x/{id}/items/{*rest}"), ["id", "rest"]);
+        assert_eq!(openapi_path("/a/{*rest}"), "/a/{rest}");
+    }
+}

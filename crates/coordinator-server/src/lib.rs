@@ -1,0 +1,34 @@
+//! The `coordinator` binary as a library: the command line, the HTTP server and the pieces the
+//! server is made of, so that tests can build the same router the binary serves and call it
+//! without a socket.
+//!
+//! - [`cli`] and [`commands`]: what `coordinator` accepts and runs (`check`, `signals`, `graph`,
+//!   `docs`, `migrate`, `serve`).
+//! - [`checks`]: the server's own configuration checks, reported with the wiring's.
+//! - [`http`]: the router (`/health`, `/ready`, `/metrics`, `/api/openapi.json`, `/api/v1/*`
+//!   and every extension's routes) and its middleware, auth, metrics and OpenAPI document.
+//! - [`server`]: `coordinator serve` and `coordinator migrate`: store, migrations, dispatch log
+//!   writer, listener, graceful shutdown.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use coordinator::Config;
+//! use coordinator::store::Store;
+//! use coordinator_server::{extensions, http, server};
+//!
+//! let config = Config::from_toml("[extensions]\nenabled = []\n")?;
+//! let prepared = server::prepare(config, extensions::all()).map_err(|v| v.to_string())?;
+//! let store = Store::connect(&prepared.coordinator.config().storage).await?;
+//! store.migrate(&prepared.coordinator.migrations()).await?;
+//! let router = http::router(prepared.state(store));
+//! # let _ = router; Ok(()) }
+//! ```
+
+pub mod checks;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod extensions;
+pub mod http;
+pub mod logging;
+pub mod server;
