@@ -43,6 +43,12 @@ pub struct Config {
     /// `[filters."<name>"]`: each filter's pipeline of steps.
     #[serde(default)]
     pub filters: BTreeMap<String, FilterConfig>,
+    /// `[tasks."<name>"]`: per-task overrides of the retry policy, timeout and queue.
+    #[serde(default)]
+    pub tasks: BTreeMap<String, TaskConfig>,
+    /// `[worker]`: the workers that run tasks.
+    #[serde(default)]
+    pub worker: WorkerConfig,
     /// `[server]`: the HTTP server.
     #[serde(default)]
     pub server: ServerConfig,
@@ -106,6 +112,56 @@ pub struct FilterConfig {
     pub pipeline: Vec<String>,
     /// The timeout of each step of this filter, instead of `[timeouts] step`.
     pub step_timeout: Option<ConfigDuration>,
+}
+
+/// `[tasks."<name>"]`: each key overrides the task's declaration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskConfig {
+    /// Attempts in all, the first included.
+    pub max_attempts: Option<u32>,
+    /// The wait after the first failure.
+    pub initial_backoff: Option<ConfigDuration>,
+    /// The longest wait between attempts.
+    pub max_backoff: Option<ConfigDuration>,
+    /// How long one attempt may run.
+    pub timeout: Option<ConfigDuration>,
+    /// The queue the task runs on.
+    pub queue: Option<String>,
+}
+
+/// `[worker]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Whether `coordinator serve` runs a worker in its own process. Default `true`; turn it
+    /// off when separate `coordinator worker` processes run the tasks.
+    pub embedded: bool,
+    /// How many tasks one worker runs at once. Default 8.
+    pub concurrency: usize,
+    /// The queues this worker serves; empty means every queue. Default empty.
+    pub queues: Vec<String>,
+    /// How long a claimed task stays leased to its worker without renewal; a task whose worker
+    /// died is claimed again once its lease expires. Default `"30s"`.
+    pub lease: ConfigDuration,
+    /// How long an idle worker waits before looking for tasks again. Default `"100ms"`.
+    pub poll_interval: ConfigDuration,
+    /// On shutdown, how long running tasks may take to finish before they are released for
+    /// another worker. Default `"30s"`.
+    pub shutdown_grace: ConfigDuration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            embedded: true,
+            concurrency: 8,
+            queues: Vec::new(),
+            lease: ConfigDuration(Duration::from_secs(30)),
+            poll_interval: ConfigDuration(Duration::from_millis(100)),
+            shutdown_grace: ConfigDuration(Duration::from_secs(30)),
+        }
+    }
 }
 
 /// `[server]`.
@@ -451,7 +507,7 @@ impl Config {
 }
 
 /// Tables whose keys are dotted `<extension>.<name>` names.
-const NAME_KEYED: &[&str] = &["signals", "handlers", "filters"];
+const NAME_KEYED: &[&str] = &["signals", "handlers", "filters", "tasks"];
 
 fn apply_override(table: &mut toml::Table, var: &str, value: &str) -> Result<(), ConfigError> {
     let err = |message: String| ConfigError::Env {

@@ -4,9 +4,11 @@
 use std::any::TypeId;
 use std::fmt;
 use std::sync::Arc;
+use std::time::UNIX_EPOCH;
 
 use tokio::time::Instant;
 use tracing::{Instrument, debug, debug_span, error};
+use uuid::Uuid;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
@@ -18,6 +20,8 @@ use crate::http::Route;
 use crate::migration::Migration;
 use crate::payload::Payload;
 use crate::signal::Signal;
+use crate::store::{NewTask, Store, StoreTx, StoredTask};
+use crate::task::{EnqueueError, EnqueueOptions, Task};
 use crate::wiring::{self, Validation, Wiring, WiringWarning};
 
 /// A running set of extensions with validated wiring. Cheap to clone (it is shared).
@@ -25,10 +29,11 @@ use crate::wiring::{self, Validation, Wiring, WiringWarning};
 /// Build one with [`Coordinator::builder`]; send signals and run filters through a [`Context`].
 #[derive(Clone)]
 pub struct Coordinator {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 pub(crate) struct Inner {
+    pub(crate) store: Option<Store>,
     pub(crate) observers: Box<[Arc<dyn DispatchObserver>]>,
     pub(crate) decls: Declarations,
     pub(crate) wiring: Wiring,
@@ -58,6 +63,25 @@ impl Coordinator {
     /// and tools). Handlers and steps get theirs from the framework.
     pub fn context(&self, extension: &'static str) -> Context {
         Context::new(Arc::clone(&self.inner), Sender::Extension(extension))
+    }
+
+    /// The store tasks are enqueued in and run from, if the coordinator was given one
+    /// ([`CoordinatorBuilder::store`]).
+    pub fn store(&self) -> Option<&Store> {
+        self.inner.store.as_ref()
+    }
+
+    /// A stored task's payload as it may be shown (in the HTTP API, the admin UI): every
+    /// [`Personal`](crate::Personal) field replaced by `"[redacted]"`. A payload this
+    /// coordinator cannot read (an unknown task, a payload that no longer fits its type) is
+    /// replaced whole.
+    pub fn redact_task_payload(&self, task: &StoredTask) -> serde_json::Value {
+        self.inner
+            .wiring
+            .tasks
+            .get(task.task.as_str())
+            .and_then(|wired| wired.call.redact(&task.payload))
+            .unwrap_or_else(|| serde_json::Value::String(crate::payload::REDACTED.to_owned()))
     }
 
     /// The self-description of every enabled extension, signal, handler, filter and step.
@@ -109,6 +133,7 @@ pub struct CoordinatorBuilder {
     extensions: Vec<Box<dyn Extension>>,
     config: Config,
     observers: Vec<Arc<dyn DispatchObserver>>,
+    store: Option<Store>,
 }
 
 impl CoordinatorBuilder {
@@ -136,6 +161,13 @@ impl CoordinatorBuilder {
         self
     }
 
+    /// Gives the coordinator its store (migrated), where [`Context::enqueue`] puts tasks and
+    /// workers find them. Without one, enqueueing fails with [`EnqueueError::NoStore`].
+    pub fn store(mut self, store: Store) -> Self {
+        self.store = Some(store);
+        self
+    }
+
     /// Validates the configuration against the extensions' declarations without building:
     /// every error and warning.
     pub fn validate(&self) -> Validation {
@@ -154,6 +186,7 @@ impl CoordinatorBuilder {
         };
         Ok(Coordinator {
             inner: Arc::new(Inner {
+                store: self.store,
                 observers: self.observers.into_boxed_slice(),
                 decls,
                 wiring,
@@ -172,30 +205,177 @@ pub struct BuildError {
     pub validation: Validation,
 }
 
-/// Who is acting, within a coordinator: the handle through which code sends signals and runs
-/// filters. The sender is known from the context, never spelt by the caller.
+/// Who is acting, within a coordinator: the handle through which code sends signals, runs
+/// filters and enqueues tasks. The sender is known from the context, never spelt by the caller,
+/// and so is the cause: the dispatch that led here, which tasks enqueued from this context
+/// record as their origin.
 #[derive(Clone)]
 pub struct Context {
     inner: Arc<Inner>,
     sender: Sender,
+    cause: Option<Uuid>,
 }
 
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Context")
             .field("sender", &self.sender)
+            .field("cause", &self.cause)
             .finish()
     }
 }
 
 impl Context {
     pub(crate) fn new(inner: Arc<Inner>, sender: Sender) -> Self {
-        Self { inner, sender }
+        Self {
+            inner,
+            sender,
+            cause: None,
+        }
+    }
+
+    /// The same context with `cause` as the dispatch that led here.
+    pub(crate) fn caused_by(mut self, cause: Option<Uuid>) -> Self {
+        self.cause = cause;
+        self
     }
 
     /// Who this context sends as.
     pub fn sender(&self) -> Sender {
         self.sender
+    }
+
+    /// The dispatch that led here: in a handler, the dispatch that delivered the event; in a
+    /// task, the dispatch its chain started from; `None` in an extension's own context.
+    pub fn cause(&self) -> Option<Uuid> {
+        self.cause
+    }
+
+    /// Enqueues `task` with `payload`, to run now, and returns the task's id (a handler may
+    /// return it: the dispatch report then shows it). Its queue and attempts are those
+    /// configured for the task; its origin is this context's [`cause`](Context::cause).
+    ///
+    /// ```
+    /// use coordinator::prelude::*;
+    /// use coordinator::testing::TestCoordinator;
+    ///
+    /// #[derive(Debug, Serialize, Deserialize, JsonSchema)]
+    /// pub struct Refund { pub order: String }
+    /// static REFUND: Task<Refund> = Task::new("shop.refund", "Refunds an order at the PSP.");
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let shop = coordinator::testing::extension("shop", |ext| {
+    ///     ext.task(&REFUND, |_: TaskContext, r: Refund| async move {
+    ///         Ok::<_, TaskError>(format!("refunded {}", r.order))
+    ///     });
+    /// });
+    /// let t = TestCoordinator::builder().extension(shop).with_store().build();
+    /// let id = t.context().enqueue(&REFUND, Refund { order: "EDX-1".into() }).await.unwrap();
+    /// let runs = t.run_tasks().await;
+    /// assert_eq!((runs[0].id, runs[0].status), (id, "succeeded"));
+    /// # });
+    /// ```
+    pub async fn enqueue<P: Payload>(
+        &self,
+        task: &Task<P>,
+        payload: P,
+    ) -> Result<Uuid, EnqueueError> {
+        self.enqueue_with(task, payload, EnqueueOptions::default())
+            .await
+    }
+
+    /// Enqueues `task` with `payload` as [`enqueue`](Context::enqueue) does, delayed or
+    /// deduplicated as `options` say.
+    pub async fn enqueue_with<P: Payload>(
+        &self,
+        task: &Task<P>,
+        payload: P,
+        options: EnqueueOptions,
+    ) -> Result<Uuid, EnqueueError> {
+        let new = self.new_task(task, &payload, options)?;
+        let Some(store) = &self.inner.store else {
+            return Err(EnqueueError::NoStore { task: task.name() });
+        };
+        let id = store
+            .enqueue_task(&new)
+            .await
+            .map_err(|source| EnqueueError::Store {
+                task: task.name(),
+                source,
+            })?;
+        self.enqueued(&new, id);
+        Ok(id)
+    }
+
+    /// Enqueues `task` within the transaction `tx`: the task exists if and only if `tx` commits.
+    /// Record the incoming event ([`StoreTx::record_intake`]) and enqueue its work in one
+    /// transaction, and a redelivered event cannot enqueue its work twice.
+    pub async fn enqueue_in<P: Payload>(
+        &self,
+        tx: &mut StoreTx,
+        task: &Task<P>,
+        payload: P,
+        options: EnqueueOptions,
+    ) -> Result<Uuid, EnqueueError> {
+        let new = self.new_task(task, &payload, options)?;
+        let id = tx
+            .enqueue_task(&new)
+            .await
+            .map_err(|source| EnqueueError::Store {
+                task: task.name(),
+                source,
+            })?;
+        self.enqueued(&new, id);
+        Ok(id)
+    }
+
+    fn new_task<P: Payload>(
+        &self,
+        task: &Task<P>,
+        payload: &P,
+        options: EnqueueOptions,
+    ) -> Result<NewTask, EnqueueError> {
+        let name = task.name();
+        let wired = match self.inner.wiring.tasks.get(name) {
+            Some(wired) if wired.payload == TypeId::of::<P>() => wired,
+            Some(wired) => {
+                return Err(EnqueueError::PayloadMismatch {
+                    task: name,
+                    declared: wired.payload_name,
+                    given: std::any::type_name::<P>(),
+                });
+            }
+            None => return Err(EnqueueError::NotDeclared { task: name }),
+        };
+        let payload = serde_json::to_string(payload)
+            .map_err(|source| EnqueueError::Payload { task: name, source })?;
+        let run_at_ms = match options.run_at {
+            Some(at) => at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            None => crate::store::now_ms(),
+        };
+        Ok(NewTask {
+            task: name.to_owned(),
+            queue: wired.queue.clone(),
+            payload,
+            max_attempts: wired.retry.max_attempts,
+            run_at_ms,
+            unique_key: options.unique_key,
+            origin_dispatch: self.cause,
+        })
+    }
+
+    fn enqueued(&self, task: &NewTask, id: Uuid) {
+        debug!(
+            task = task.task,
+            task_id = %id,
+            queue = task.queue,
+            run_at_ms = task.run_at_ms,
+            sender = %self.sender,
+            cause = ?self.cause,
+            "task enqueued"
+        );
     }
 
     /// A handle on the whole coordinator.
@@ -209,7 +389,7 @@ impl Context {
     /// run ended. This is the only way to send: no handler's failure, panic or slowness stops
     /// the others, and none is hidden from the report.
     pub async fn send_robust<P: Payload>(&self, signal: &Signal<P>, payload: P) -> DispatchReport {
-        dispatch::send_robust(&self.inner, self.sender, signal, payload).await
+        dispatch::send_robust(&self.inner, self.sender, self.cause, signal, payload).await
     }
 
     /// Runs `filter`'s pipeline on `data`: the final data, or an error naming the step that failed.
@@ -234,7 +414,8 @@ impl Context {
             let mut halted_by = None;
             for step in &slot.steps {
                 let started = Instant::now();
-                let context = Context::new(Arc::clone(&self.inner), Sender::Step(step.name));
+                let context = Context::new(Arc::clone(&self.inner), Sender::Step(step.name))
+                    .caused_by(self.cause);
                 let guarded = Guard::new(step.call.call(context, data), started + slot.step_timeout)
                     .instrument(debug_span!("step", step = step.name))
                     .await;

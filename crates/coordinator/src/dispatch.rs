@@ -36,13 +36,15 @@ pub enum Sender {
     Handler(&'static str),
     /// A filter step, sending from within its run.
     Step(&'static str),
+    /// A background task, sending from within one of its attempts.
+    Task(&'static str),
 }
 
 impl Sender {
-    /// The extension or handler name.
+    /// The extension, handler, step or task name.
     pub fn name(&self) -> &'static str {
         match self {
-            Sender::Extension(n) | Sender::Handler(n) | Sender::Step(n) => n,
+            Sender::Extension(n) | Sender::Handler(n) | Sender::Step(n) | Sender::Task(n) => n,
         }
     }
 }
@@ -53,6 +55,7 @@ impl fmt::Display for Sender {
             Sender::Extension(n) => write!(f, "extension:{n}"),
             Sender::Handler(n) => write!(f, "handler:{n}"),
             Sender::Step(n) => write!(f, "step:{n}"),
+            Sender::Task(n) => write!(f, "task:{n}"),
         }
     }
 }
@@ -180,6 +183,11 @@ fn random_u64() -> u64 {
     })
 }
 
+/// A random number in `[0, 1)` (backoff jitter).
+pub(crate) fn random_unit() -> f64 {
+    (random_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// A new UUIDv7 for the current time.
 pub(crate) fn new_id() -> (Uuid, u64) {
     let now_ms = SystemTime::now()
@@ -206,10 +214,11 @@ pub trait DispatchObserver: Send + Sync + 'static {
 pub(crate) async fn send_robust<P: Payload>(
     inner: &Arc<Inner>,
     sender: Sender,
+    cause: Option<Uuid>,
     signal: &Signal<P>,
     payload: P,
 ) -> DispatchReport {
-    let report = dispatch(inner, sender, signal, payload).await;
+    let report = dispatch(inner, sender, cause, signal, payload).await;
     for observer in &inner.observers {
         observer.dispatched(&report);
     }
@@ -219,6 +228,7 @@ pub(crate) async fn send_robust<P: Payload>(
 async fn dispatch<P: Payload>(
     inner: &Arc<Inner>,
     sender: Sender,
+    cause: Option<Uuid>,
     signal: &Signal<P>,
     payload: P,
 ) -> DispatchReport {
@@ -248,9 +258,12 @@ async fn dispatch<P: Payload>(
         debug!(signal = name, %sender, dispatch_id = %id, "signal has no handlers");
         return report;
     }
-    let span =
-        debug_span!("dispatch", signal = name, %sender, dispatch_id = %id, payload = field::Empty);
+    let span = debug_span!("dispatch", signal = name, %sender, dispatch_id = %id,
+        cause = field::Empty, payload = field::Empty);
     if !span.is_disabled() {
+        if let Some(cause) = cause {
+            span.record("cause", field::display(cause));
+        }
         span.record("payload", field::display(redacted_json(&payload)));
     }
     let payload: AnyPayload = Arc::new(payload);
@@ -292,7 +305,8 @@ async fn run_handler(
     meta: &Meta,
     start: Instant,
 ) -> HandlerRun {
-    let context = Context::new(Arc::clone(inner), Sender::Handler(handler.name));
+    let context =
+        Context::new(Arc::clone(inner), Sender::Handler(handler.name)).caused_by(Some(meta.id));
     let fut = handler
         .call
         .call(payload, meta.id, meta.signal, meta.sender, context);

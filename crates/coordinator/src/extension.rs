@@ -15,6 +15,7 @@ use crate::http::Route;
 use crate::migration::Migration;
 use crate::payload::Payload;
 use crate::signal::Signal;
+use crate::task::{ErasedTask, Task, TaskContext, TaskError, TaskSettings, TypedTask};
 
 /// An extension: one crate's contribution to the coordinator.
 ///
@@ -67,6 +68,8 @@ pub enum Kind {
     Filter,
     /// A filter step.
     Step,
+    /// A background task.
+    Task,
 }
 
 impl std::fmt::Display for Kind {
@@ -76,6 +79,7 @@ impl std::fmt::Display for Kind {
             Kind::Handler => "handler",
             Kind::Filter => "filter",
             Kind::Step => "step",
+            Kind::Task => "task",
         })
     }
 }
@@ -98,6 +102,22 @@ pub(crate) struct HandlerDecl {
     pub(crate) payload: TypeInfo,
     pub(crate) call: Arc<dyn ErasedHandler>,
     pub(crate) at: DeclaredAt,
+    /// The tasks it enqueues (declared with `enqueues`), for the catalog.
+    pub(crate) enqueues: Vec<&'static str>,
+    /// The signals it sends (declared with `sends`), for the catalog.
+    pub(crate) sends: Vec<&'static str>,
+}
+
+pub(crate) struct TaskDecl {
+    pub(crate) name: &'static str,
+    pub(crate) doc: &'static str,
+    pub(crate) extension: &'static str,
+    pub(crate) payload: TypeInfo,
+    pub(crate) defaults: TaskSettings,
+    pub(crate) call: Arc<dyn ErasedTask>,
+    pub(crate) at: DeclaredAt,
+    pub(crate) enqueues: Vec<&'static str>,
+    pub(crate) sends: Vec<&'static str>,
 }
 
 pub(crate) struct FilterDecl {
@@ -138,6 +158,7 @@ pub(crate) struct Declarations {
     pub(crate) handlers: Vec<HandlerDecl>,
     pub(crate) filters: Vec<FilterDecl>,
     pub(crate) steps: Vec<StepDecl>,
+    pub(crate) tasks: Vec<TaskDecl>,
 }
 
 impl Declarations {
@@ -163,6 +184,7 @@ impl Declarations {
                 current,
                 settings: settings.get(extension.name()),
                 decls: &mut decls,
+                last: None,
             });
         }
         decls
@@ -179,6 +201,14 @@ pub struct ExtensionBuilder<'a> {
     current: usize,
     settings: Option<&'a toml::Table>,
     decls: &'a mut Declarations,
+    /// The handler or task declared last, which `enqueues` and `sends` describe.
+    last: Option<Last>,
+}
+
+#[derive(Clone, Copy)]
+enum Last {
+    Handler(usize),
+    Task(usize),
 }
 
 impl ExtensionBuilder<'_> {
@@ -229,7 +259,74 @@ impl ExtensionBuilder<'_> {
                 payload: PhantomData,
             }),
             at: Location::caller(),
+            enqueues: Vec::new(),
+            sends: Vec::new(),
         });
+        self.last = Some(Last::Handler(self.decls.handlers.len() - 1));
+        self
+    }
+
+    /// Declares a durable background task and the async function that runs one attempt of it:
+    /// `async fn(TaskContext, P) -> Result<O, E>` where `O` converts into a [`Summary`] and `E`
+    /// into a [`TaskError`] (any error converts into a retryable one).
+    #[track_caller]
+    pub fn task<P, F, Fut, O, E>(&mut self, task: &'static Task<P>, f: F) -> &mut Self
+    where
+        P: Payload,
+        F: Fn(TaskContext, P) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, E>> + Send + 'static,
+        O: Into<Summary>,
+        E: Into<TaskError>,
+    {
+        self.decls.tasks.push(TaskDecl {
+            name: task.name(),
+            doc: task.doc(),
+            extension: self.extension,
+            payload: TypeInfo::of::<P>(),
+            defaults: task.defaults(),
+            call: Arc::new(TypedTask {
+                f,
+                payload: PhantomData,
+            }),
+            at: Location::caller(),
+            enqueues: Vec::new(),
+            sends: Vec::new(),
+        });
+        self.last = Some(Last::Task(self.decls.tasks.len() - 1));
+        self
+    }
+
+    /// Documents that the handler or task declared just before enqueues `task` (for the
+    /// catalog and the flow graph).
+    ///
+    /// # Panics
+    /// If no handler or task was declared before it in this `build`.
+    #[track_caller]
+    pub fn enqueues<P: Payload>(&mut self, task: &'static Task<P>) -> &mut Self {
+        match self.last {
+            Some(Last::Handler(i)) => self.decls.handlers[i].enqueues.push(task.name()),
+            Some(Last::Task(i)) => self.decls.tasks[i].enqueues.push(task.name()),
+            None => panic!(
+                "`enqueues` describes the handler or task declared just before it; declare one first"
+            ),
+        }
+        self
+    }
+
+    /// Documents that the handler or task declared just before sends `signal` (for the catalog
+    /// and the flow graph).
+    ///
+    /// # Panics
+    /// If no handler or task was declared before it in this `build`.
+    #[track_caller]
+    pub fn sends<P: Payload>(&mut self, signal: &'static Signal<P>) -> &mut Self {
+        match self.last {
+            Some(Last::Handler(i)) => self.decls.handlers[i].sends.push(signal.name()),
+            Some(Last::Task(i)) => self.decls.tasks[i].sends.push(signal.name()),
+            None => panic!(
+                "`sends` describes the handler or task declared just before it; declare one first"
+            ),
+        }
         self
     }
 

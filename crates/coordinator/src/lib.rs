@@ -3,8 +3,9 @@
 //! Everything an extension author uses lives here: the [`Extension`] trait and its
 //! [`ExtensionBuilder`], typed [`Signal`]s and [`Filter`]s, the configuration ([`Config`]) whose
 //! wiring is validated at start-up ([`Coordinator::builder`]), robust dispatch
-//! ([`Context::send_robust`], the only way to send), the [`Catalog`] that documents it all, and a
-//! test harness ([`testing`]).
+//! ([`Context::send_robust`], the only way to send), durable background tasks
+//! ([`Context::enqueue`], run by a [`Worker`] from the [`Store`]), the [`Catalog`] that documents
+//! it all, and a test harness ([`testing`]).
 //!
 //! The crate knows nothing about commerce: commerce lives in extensions.
 //!
@@ -61,8 +62,10 @@ mod names;
 pub mod payload;
 pub mod signal;
 pub mod store;
+pub mod task;
 pub mod testing;
 pub mod wiring;
+pub mod worker;
 
 pub use catalog::Catalog;
 pub use config::{Config, ConfigError};
@@ -76,11 +79,13 @@ pub use payload::{Payload, Personal};
 pub use signal::Signal;
 pub use store::{Backend, Store, StoreError};
 pub use wiring::{Validation, WiringError, WiringWarning};
+pub use worker::{TaskObserver, Worker};
 
 /// Everything an extension needs: `use coordinator::prelude::*;`.
 pub mod prelude {
     pub use crate::http::{Json, Problem, Route};
     pub use crate::migration::Migration;
+    pub use crate::task::{EnqueueError, EnqueueOptions, Task, TaskContext, TaskError, TaskResult};
     pub use crate::{
         Context, DispatchReport, Event, Extension, ExtensionBuilder, Filter, Flow, HandlerError,
         HandlerResult, Outcome, Payload, Personal, Sender, Signal, StepError, StepResult, Summary,

@@ -1,7 +1,9 @@
 //! A test harness for extension authors.
 //!
 //! Build a coordinator from some extensions and an inline TOML wiring, send signals, run
-//! filters, and assert on the reports and on what handlers saw, in a few lines:
+//! filters, run the tasks handlers enqueued ([`TestBuilder::with_store`],
+//! [`TestCoordinator::run_tasks`]), and assert on the reports and on what handlers saw, in a few
+//! lines:
 //!
 //! ```
 //! use coordinator::prelude::*;
@@ -31,11 +33,16 @@
 //! ```
 
 use std::any::Any;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use rustc_hash::FxHashMap;
+use tokio::time::Instant;
+use tracing::Instrument;
+use uuid::Uuid;
 
-use crate::config::Config;
+use crate::config::{Config, Secret, StorageConfig};
 use crate::coordinator::{Context, Coordinator, CoordinatorBuilder};
 use crate::dispatch::DispatchReport;
 use crate::extension::{Declarations, Extension, ExtensionBuilder};
@@ -43,7 +50,9 @@ use crate::filter::{Filter, FilterError, FilterRun};
 use crate::handler::{Event, HandlerError};
 use crate::payload::Payload;
 use crate::signal::Signal;
+use crate::store::Store;
 use crate::wiring::{self, Validation};
+use crate::worker::{self, Decision};
 
 /// The name of the extension that holds the harness's recorders.
 pub const TESTING_EXTENSION: &str = "testing";
@@ -78,12 +87,48 @@ pub struct TestBuilder {
     extensions: Vec<Box<dyn Extension>>,
     recorders: Recorders,
     wiring: String,
+    with_store: bool,
 }
 
 /// A coordinator under test, with recorders that keep what they received.
 pub struct TestCoordinator {
     coordinator: Coordinator,
     seen: Seen,
+    /// The folder of the store's SQLite file, removed when the harness is dropped.
+    _data: Option<TempFolder>,
+}
+
+/// The lease owner recorded on tasks that [`TestCoordinator::run_tasks`] runs.
+pub const TEST_WORKER: &str = "test-worker";
+
+/// The most attempts one [`TestCoordinator::run_tasks`] call runs before it decides that tasks
+/// enqueue each other without end.
+const MAX_TEST_RUNS: usize = 10_000;
+
+/// One attempt that [`TestCoordinator::run_tasks`] ran.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskRunSummary {
+    /// The task's id.
+    pub id: Uuid,
+    /// The task's name.
+    pub task: String,
+    /// The attempt's number, from 1.
+    pub attempt: u32,
+    /// The task's state after it: `succeeded`, `retrying` or `dead`.
+    pub status: &'static str,
+    /// The summary the attempt returned, when it succeeded.
+    pub result: Option<String>,
+    /// The error chain, outermost first, when it failed.
+    pub error: Vec<String>,
+}
+
+/// A temporary folder, removed when dropped.
+struct TempFolder(PathBuf);
+
+impl Drop for TempFolder {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 impl TestCoordinator {
@@ -96,6 +141,7 @@ impl TestCoordinator {
                 declare: Vec::new(),
             },
             wiring: String::new(),
+            with_store: false,
         }
     }
 
@@ -139,6 +185,69 @@ impl TestCoordinator {
     /// The coordinator itself.
     pub fn coordinator(&self) -> &Coordinator {
         &self.coordinator
+    }
+
+    /// The store ([`TestBuilder::with_store`]).
+    ///
+    /// # Panics
+    /// If the harness was built without one.
+    #[track_caller]
+    pub fn store(&self) -> &Store {
+        self.coordinator.store().unwrap_or_else(|| {
+            panic!("this test harness has no store: build it with `TestCoordinator::builder().with_store()`")
+        })
+    }
+
+    /// A test worker: runs every task that is due, one at a time, including those the tasks
+    /// enqueue and retries that are due at once, until none is due; tasks delayed into the
+    /// future are left for later. Returns every attempt it ran, in order.
+    ///
+    /// Attempts run as a worker runs them (isolated, with their timeout) and their outcomes are
+    /// recorded in the store, so [`Store::get_task`] shows the same as in production.
+    ///
+    /// # Panics
+    /// If the harness has no store, the store fails, or tasks keep enqueueing each other (more
+    /// than 10 000 attempts).
+    pub async fn run_tasks(&self) -> Vec<TaskRunSummary> {
+        let store = self.store();
+        let mut runs = Vec::new();
+        loop {
+            assert!(
+                runs.len() < MAX_TEST_RUNS,
+                "run_tasks ran {MAX_TEST_RUNS} attempts and tasks are still due: do tasks enqueue \
+                 each other without end?"
+            );
+            let claimed = store
+                .claim_tasks(TEST_WORKER, &[], 1, Duration::from_secs(3600))
+                .await
+                .unwrap_or_else(|e| panic!("run_tasks could not claim a task: {e}"));
+            let Some(task) = claimed.into_iter().next() else {
+                break;
+            };
+            let span = worker::task_span(&task);
+            let started = Instant::now();
+            let decision = worker::run_attempt(&self.coordinator.inner, &task)
+                .instrument(span.clone())
+                .await;
+            let duration = started.elapsed();
+            let applied = worker::record(store, TEST_WORKER, &task, &decision)
+                .await
+                .unwrap_or_else(|e| panic!("run_tasks could not record an outcome: {e}"));
+            let status =
+                span.in_scope(|| worker::log_recorded(&task, &decision, applied, duration));
+            runs.push(TaskRunSummary {
+                error: decision.chain().to_vec(),
+                result: match decision {
+                    Decision::Succeeded(result) => result,
+                    _ => None,
+                },
+                id: task.id,
+                task: task.task,
+                attempt: task.attempt,
+                status,
+            });
+        }
+        runs
     }
 
     /// A context that sends as the `testing` extension.
@@ -208,6 +317,17 @@ impl TestBuilder {
         self
     }
 
+    /// Gives the coordinator a store: a SQLite file in a temporary folder, migrated (the
+    /// framework's tables and the extensions'), removed when the harness is dropped. Handlers
+    /// can then enqueue tasks, and [`TestCoordinator::run_tasks`] runs them.
+    ///
+    /// [`build`](TestBuilder::build) must then be called within a Tokio runtime
+    /// (`#[tokio::test]`).
+    pub fn with_store(mut self) -> Self {
+        self.with_store = true;
+        self
+    }
+
     /// Sets the configuration (TOML): usually just `[signals]` and `[filters]`.
     pub fn wiring(mut self, toml: &str) -> Self {
         toml.clone_into(&mut self.wiring);
@@ -241,7 +361,8 @@ impl TestBuilder {
     /// Builds the coordinator.
     ///
     /// # Panics
-    /// With every problem, if the wiring is invalid.
+    /// With every problem, if the wiring is invalid; if a store was asked for and cannot be
+    /// created, or there is no Tokio runtime to run it on.
     #[track_caller]
     pub fn build(self) -> TestCoordinator {
         let config = self.config();
@@ -252,10 +373,71 @@ impl TestBuilder {
         if !self.recorders.declare.is_empty() {
             builder = builder.extension(self.recorders);
         }
-        match builder.build() {
-            Ok(coordinator) => TestCoordinator { coordinator, seen },
-            Err(e) => panic!("{e}"),
+        let mut data = None;
+        if self.with_store {
+            let (store, folder, url) = temp_store();
+            builder = builder.store(store);
+            data = Some((folder, url));
         }
+        let coordinator = match builder.build() {
+            Ok(coordinator) => coordinator,
+            Err(e) => panic!("{e}"),
+        };
+        let data = data.map(|(folder, url)| {
+            migrate_on_the_side(url, coordinator.migrations());
+            folder
+        });
+        TestCoordinator {
+            coordinator,
+            seen,
+            _data: data,
+        }
+    }
+}
+
+/// A lazily connecting SQLite store in a new temporary folder.
+#[track_caller]
+fn temp_store() -> (Store, TempFolder, String) {
+    if tokio::runtime::Handle::try_current().is_err() {
+        panic!(
+            "TestBuilder::with_store: build the harness within a Tokio runtime (in a \
+             #[tokio::test], or inside Runtime::block_on)"
+        );
+    }
+    let (id, _) = crate::dispatch::new_id();
+    let folder = std::env::temp_dir().join(format!("coordinator-test-{}", id.simple()));
+    let url = format!("sqlite://{}/coordinator.db", folder.display());
+    let store = Store::sqlite_lazy(&url, 4)
+        .unwrap_or_else(|e| panic!("TestBuilder::with_store: cannot create the test store: {e}"));
+    (store, TempFolder(folder), url)
+}
+
+/// Migrates the SQLite file at `url` on a thread with its own runtime: `build` is synchronous
+/// and may run inside a runtime, which cannot be blocked on.
+#[track_caller]
+fn migrate_on_the_side(url: String, migrations: Vec<crate::migration::Migration>) {
+    let migrated = std::thread::spawn(move || -> Result<(), String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            let store = Store::connect(&StorageConfig {
+                url: Secret::new(url),
+                max_connections: 1,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            let result = store.migrate(&migrations).await.map_err(|e| e.to_string());
+            store.close().await;
+            result.map(|_| ())
+        })
+    })
+    .join();
+    match migrated {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("TestBuilder::with_store: cannot migrate the test store: {e}"),
+        Err(_) => panic!("TestBuilder::with_store: migrating the test store panicked"),
     }
 }
 

@@ -17,6 +17,7 @@ use crate::filter::ErasedStep;
 use crate::handler::ErasedHandler;
 use crate::http::CORE_PATHS;
 use crate::names;
+use crate::task::{ErasedTask, RetryPolicy};
 
 /// A problem that stops the coordinator from starting. Each message says what is wrong, where,
 /// and how to fix it.
@@ -263,6 +264,14 @@ pub enum WiringWarning {
         /// The declaring extension.
         extension: String,
     },
+    /// `[worker] queues` names a queue no task runs on.
+    #[error(
+        "[worker] queues: no task runs on queue \"{queue}\", so this worker will never find work there"
+    )]
+    IdleQueue {
+        /// The queue.
+        queue: String,
+    },
     /// A declared step is in no pipeline.
     #[error(
         "step \"{step}\" (declared by extension \"{extension}\") is in no filter's pipeline, so it never runs"
@@ -325,12 +334,25 @@ pub(crate) struct FilterSlot {
     pub(crate) steps: Box<[WiredStep]>,
 }
 
-/// The compiled wiring of enabled extensions: what `send_robust` and `run_filter` look up.
+/// A declared task with the settings in force.
+pub(crate) struct WiredTask {
+    pub(crate) name: &'static str,
+    pub(crate) payload: TypeId,
+    pub(crate) payload_name: &'static str,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) timeout: Duration,
+    pub(crate) queue: String,
+    pub(crate) call: Arc<dyn ErasedTask>,
+}
+
+/// The compiled wiring of enabled extensions: what `send_robust`, `run_filter`, `enqueue` and
+/// the workers look up.
 #[derive(Default)]
 pub(crate) struct Wiring {
     pub(crate) enabled: FxHashSet<&'static str>,
     pub(crate) signals: FxHashMap<&'static str, SignalSlot>,
     pub(crate) filters: FxHashMap<&'static str, FilterSlot>,
+    pub(crate) tasks: FxHashMap<&'static str, WiredTask>,
 }
 
 fn at_str(at: DeclaredAt) -> String {
@@ -482,6 +504,136 @@ fn check_extension_parts(
                     problem,
                 });
             }
+        }
+    }
+}
+
+/// Resolves each enabled task's settings: its declaration, overridden by `[tasks."<name>"]`.
+fn compile_tasks(
+    decls: &Declarations,
+    config: &Config,
+    tasks: &Index,
+    errors: &mut Vec<WiringError>,
+) -> FxHashMap<&'static str, WiredTask> {
+    for name in config.tasks.keys() {
+        tasks.resolve(|| format!("[tasks.\"{name}\"]"), name, errors);
+    }
+    let mut wired = FxHashMap::default();
+    for name in &tasks.names {
+        let d = &decls.tasks[tasks.enabled[name]];
+        let o = config.tasks.get(d.name).cloned().unwrap_or_default();
+        let retry = RetryPolicy {
+            max_attempts: o.max_attempts.unwrap_or(d.defaults.retry.max_attempts),
+            initial_backoff: o
+                .initial_backoff
+                .map_or(d.defaults.retry.initial_backoff, |t| t.0),
+            max_backoff: o.max_backoff.map_or(d.defaults.retry.max_backoff, |t| t.0),
+        };
+        let timeout = o.timeout.map_or(d.defaults.timeout, |t| t.0);
+        let queue = o.queue.unwrap_or_else(|| d.defaults.queue.to_owned());
+        let at = if config.tasks.contains_key(d.name) {
+            format!("[tasks.\"{}\"]", d.name)
+        } else {
+            format!("task \"{}\" declared at {}", d.name, at_str(d.at))
+        };
+        let mut problem = |message: String| {
+            errors.push(WiringError::Setting {
+                at: at.clone(),
+                message,
+            });
+        };
+        if retry.max_attempts == 0 {
+            problem("max_attempts is 0, so the task would never run; use 1 or more".to_owned());
+        }
+        if retry.initial_backoff > retry.max_backoff {
+            problem(format!(
+                "initial_backoff ({}) is longer than max_backoff ({}); make max_backoff at least initial_backoff",
+                crate::config::ConfigDuration(retry.initial_backoff),
+                crate::config::ConfigDuration(retry.max_backoff)
+            ));
+        }
+        if timeout.is_zero() {
+            problem("a timeout of zero would fail every attempt; use a positive duration such as \"30s\"".to_owned());
+        }
+        if !names::is_snake_case(&queue) {
+            problem(format!(
+                "queue \"{queue}\" is not a snake_case name; write \"{}\"",
+                names::to_snake_case(&queue)
+            ));
+        }
+        wired.insert(
+            d.name,
+            WiredTask {
+                name: d.name,
+                payload: d.payload.id,
+                payload_name: d.payload.name,
+                retry,
+                timeout,
+                queue,
+                call: Arc::clone(&d.call),
+            },
+        );
+    }
+    wired
+}
+
+/// The tasks and signals that handlers and tasks say they enqueue and send must exist.
+fn check_relations(
+    decls: &Declarations,
+    signals: &Index,
+    tasks: &Index,
+    enabled: &FxHashSet<&'static str>,
+    errors: &mut Vec<WiringError>,
+) {
+    let who = decls
+        .handlers
+        .iter()
+        .filter(|h| enabled.contains(h.extension))
+        .map(|h| (Kind::Handler, h.name, h.at, &h.enqueues, &h.sends))
+        .chain(
+            decls
+                .tasks
+                .iter()
+                .filter(|t| enabled.contains(t.extension))
+                .map(|t| (Kind::Task, t.name, t.at, &t.enqueues, &t.sends)),
+        );
+    for (kind, name, at, enqueues, sends) in who {
+        let at = || format!("{kind} \"{name}\" declared at {}", at_str(at));
+        for task in enqueues.iter() {
+            tasks.resolve(at, task, errors);
+        }
+        for signal in sends.iter() {
+            signals.resolve(at, signal, errors);
+        }
+    }
+}
+
+/// `[worker]`: sensible numbers, and queues that some task uses.
+fn check_worker(
+    config: &Config,
+    tasks: &FxHashMap<&'static str, WiredTask>,
+    errors: &mut Vec<WiringError>,
+    warnings: &mut Vec<WiringWarning>,
+) {
+    let w = &config.worker;
+    if w.concurrency == 0 {
+        errors.push(WiringError::Setting {
+            at: "[worker] concurrency".to_owned(),
+            message: "0 would run no task; use 1 or more".to_owned(),
+        });
+    }
+    for (key, d) in [("lease", w.lease), ("poll_interval", w.poll_interval)] {
+        if d.0.is_zero() {
+            errors.push(WiringError::ZeroTimeout {
+                at: format!("[worker] {key}"),
+            });
+        }
+    }
+    for queue in &w.queues {
+        if !tasks.values().any(|t| &t.queue == queue) {
+            warnings.push(WiringWarning::IdleQueue {
+                queue: queue.clone(),
+            });
         }
     }
 }
@@ -695,6 +847,15 @@ pub(crate) fn compile(decls: &Declarations, config: &Config) -> (Validation, Opt
         &enabled,
         &mut errors,
     );
+    let tasks = Index::build(
+        Kind::Task,
+        decls.tasks.iter().map(|d| (d.name, d.extension, d.at)),
+        &enabled,
+        &mut errors,
+    );
+    let wired_tasks = compile_tasks(decls, config, &tasks, &mut errors);
+    check_relations(decls, &signals, &tasks, &enabled, &mut errors);
+    check_worker(config, &wired_tasks, &mut errors, &mut warnings);
 
     // Per-handler settings.
     let mut handler_timeout: FxHashMap<usize, Duration> = FxHashMap::default();
@@ -943,6 +1104,7 @@ pub(crate) fn compile(decls: &Declarations, config: &Config) -> (Validation, Opt
         enabled,
         signals: wired_signals,
         filters: wired_filters,
+        tasks: wired_tasks,
     });
     (validation, wiring)
 }

@@ -5,185 +5,23 @@
 //! `postgres://postgres@127.0.0.1:5432/test`). When it cannot be reached its tests are skipped
 //! with a note, unless `COORDINATOR_REQUIRE_POSTGRES=1`, which makes them fail instead.
 
+#[macro_use]
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use coordinator::config::{ConfigDuration, DispatchLogConfig, Secret, StorageConfig};
+use coordinator::config::{ConfigDuration, DispatchLogConfig};
 use coordinator::dispatch_log::dispatch_log;
 use coordinator::migration::Migration;
 use coordinator::prelude::*;
 use coordinator::store::{
-    Backend, DispatchQuery, DispatchStatus, Store, StoreError, StoredDispatch, StoredHandlerRun,
+    DispatchQuery, DispatchStatus, Store, StoreError, StoredDispatch, StoredHandlerRun,
 };
 use coordinator::{Config, Coordinator, DispatchLog, DispatchObserver};
-use sqlx::Connection;
+use support::TestDb;
 use uuid::Uuid;
-
-// ---------------------------------------------------------------------------------------------
-// Databases
-
-const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-/// A database for one test, removed when dropped (even when the test panics).
-struct TestDb {
-    store: Store,
-    url: String,
-    _dir: Option<tempfile::TempDir>,
-    _schema: Option<PgSchema>,
-}
-
-impl TestDb {
-    async fn sqlite() -> TestDb {
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        // A folder that does not exist yet: connect creates it.
-        let url = format!("sqlite://{}/data/coordinator.db", dir.path().display());
-        let store = connect(&url).await;
-        assert_eq!(store.backend(), Backend::Sqlite);
-        assert!(dir.path().join("data/coordinator.db").is_file());
-        TestDb {
-            store,
-            url,
-            _dir: Some(dir),
-            _schema: None,
-        }
-    }
-
-    /// `None` (with a note) when PostgreSQL is unreachable and not required.
-    async fn postgres() -> Option<TestDb> {
-        let admin_url = std::env::var("COORDINATOR_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
-        let required = std::env::var("COORDINATOR_REQUIRE_POSTGRES").as_deref() == Ok("1");
-        let mut admin = match tokio::time::timeout(
-            Duration::from_secs(5),
-            sqlx::PgConnection::connect(&admin_url),
-        )
-        .await
-        {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return unreachable(required, &admin_url, &e.to_string()),
-            Err(_) => return unreachable(required, &admin_url, "timed out after 5s"),
-        };
-        let schema = format!("cc_test_{}", unique());
-        sqlx::raw_sql(&format!("CREATE SCHEMA {schema}"))
-            .execute(&mut admin)
-            .await
-            .expect("create a test schema");
-        let _ = admin.close().await;
-        let guard = PgSchema {
-            admin_url: admin_url.clone(),
-            schema: schema.clone(),
-        };
-        let sep = if admin_url.contains('?') { '&' } else { '?' };
-        let url = format!("{admin_url}{sep}options=-c%20search_path%3D{schema}");
-        let store = connect(&url).await;
-        assert_eq!(store.backend(), Backend::Postgres);
-        let current: String = sqlx::query_scalar("SELECT current_schema()")
-            .fetch_one(store.postgres_pool().unwrap())
-            .await
-            .unwrap();
-        assert_eq!(
-            current, schema,
-            "the pool's connections use the test schema"
-        );
-        Some(TestDb {
-            store,
-            url,
-            _dir: None,
-            _schema: Some(guard),
-        })
-    }
-
-    /// Another store on the same database (another process, say).
-    async fn reopen(&self) -> Store {
-        connect(&self.url).await
-    }
-
-    async fn migrated(&self) -> &Store {
-        self.store.migrate(&[]).await.expect("migrations apply");
-        &self.store
-    }
-
-    async fn finish(self) {
-        self.store.close().await;
-    }
-}
-
-async fn connect(url: &str) -> Store {
-    Store::connect(&StorageConfig {
-        url: Secret::new(url),
-        max_connections: 4,
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn unreachable(required: bool, url: &str, why: &str) -> Option<TestDb> {
-    // Never print a password the URL may hold.
-    let url = match url.split_once("://") {
-        Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((user, host)) => format!(
-                "{scheme}://{}@{host}",
-                user.split(':').next().unwrap_or_default()
-            ),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
-    };
-    assert!(
-        !required,
-        "COORDINATOR_REQUIRE_POSTGRES=1 but PostgreSQL at {url} is unreachable: {why}; start it \
-         or point COORDINATOR_TEST_POSTGRES_URL at a server"
-    );
-    eprintln!(
-        "note: skipping a PostgreSQL test: {url} is unreachable ({why}); set \
-         COORDINATOR_TEST_POSTGRES_URL, or COORDINATOR_REQUIRE_POSTGRES=1 to fail instead"
-    );
-    None
-}
-
-/// Drops its schema when dropped.
-struct PgSchema {
-    admin_url: String,
-    schema: String,
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        let (url, schema) = (self.admin_url.clone(), self.schema.clone());
-        // Drop cannot await: a thread with its own runtime does the work.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&url).await {
-                    let _ = sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                        .execute(&mut conn)
-                        .await;
-                    let _ = conn.close().await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-/// Unique within the process and across processes (pid, clock, counter).
-fn unique() -> String {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "{}_{}_{}",
-        std::process::id(),
-        nanos,
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
@@ -278,7 +116,7 @@ async fn migrations_apply_once_and_are_idempotent(db: &TestDb) {
                 .map(|p| (p.extension.clone(), p.version))
                 .collect::<Vec<_>>()
         ),
-        ["coordinator/1", "demo/1"]
+        ["coordinator/1", "coordinator/2", "demo/1"]
     );
 
     let applied = db.store.migrate(&demo).await.unwrap();
@@ -286,7 +124,10 @@ async fn migrations_apply_once_and_are_idempotent(db: &TestDb) {
         .iter()
         .map(|a| (a.extension.clone(), a.version))
         .collect();
-    assert_eq!(names(&applied), ["coordinator/1", "demo/1"]);
+    assert_eq!(
+        names(&applied),
+        ["coordinator/1", "coordinator/2", "demo/1"]
+    );
     assert!(db.store.migrate(&demo).await.unwrap().is_empty());
     assert!(db.store.migrate(&[]).await.unwrap().is_empty());
     assert!(db.store.pending_migrations(&demo).await.unwrap().is_empty());
@@ -324,7 +165,13 @@ async fn extension_migrations_run_after_the_frameworks(db: &TestDb) {
         .collect();
     assert_eq!(
         names(&applied),
-        ["coordinator/1", "demo/1", "demo/2", "other/1"]
+        [
+            "coordinator/1",
+            "coordinator/2",
+            "demo/1",
+            "demo/2",
+            "other/1"
+        ]
     );
 
     // A new version of an extension is applied alone, later.
@@ -422,8 +269,8 @@ async fn concurrent_migrations_apply_each_version_once(db: &TestDb) {
     );
     let total = ra.unwrap().len() + rb.unwrap().len() + rc.unwrap().len();
     assert_eq!(
-        total, 3,
-        "coordinator/1, demo/1 and demo/2, each applied once"
+        total, 4,
+        "coordinator/1, coordinator/2, demo/1 and demo/2, each applied once"
     );
     assert!(
         db.store
@@ -964,34 +811,6 @@ async fn failed_writes_are_retried_then_dropped_and_counted(db: &TestDb) {
 
 // ---------------------------------------------------------------------------------------------
 // Each test above, once per backend.
-
-macro_rules! on_each_backend {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let db = super::TestDb::sqlite().await;
-                    super::$name(&db).await;
-                    db.finish().await;
-                }
-            )*
-        }
-
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let Some(db) = super::TestDb::postgres().await else {
-                        return;
-                    };
-                    super::$name(&db).await;
-                    db.finish().await;
-                }
-            )*
-        }
-    };
-}
 
 on_each_backend!(
     migrations_apply_once_and_are_idempotent,

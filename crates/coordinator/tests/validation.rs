@@ -561,3 +561,107 @@ fn mounts_may_not_overlap_each_other_or_the_core_paths() {
         "{v}"
     );
 }
+
+static ENROLL: Task<OrderPlaced> = Task::new("shop.enroll_in_course", "Enrolls.");
+
+async fn run_task(_: TaskContext, _: OrderPlaced) -> TaskResult {
+    Ok(().into())
+}
+
+fn shop_with_task() -> impl Extension {
+    extension("shop", |ext| {
+        ext.signal(&ORDER_PLACED)
+            .handler("shop.enroll_learner", "Enrolls.", ok::<OrderPlaced>)
+            .enqueues(&ENROLL)
+            .task(&ENROLL, run_task)
+            .sends(&ORDER_PLACED);
+    })
+}
+
+#[test]
+fn task_overrides_are_checked() {
+    let v = validate_with(
+        vec![Box::new(shop_with_task())],
+        "[tasks.\"shop.enrol_in_course\"]\nmax_attempts = 2\n[tasks.\"shop.enroll_in_course\"]\nmax_attempts = 0\ninitial_backoff = \"10m\"\nmax_backoff = \"1m\"\ntimeout = \"0s\"\nqueue = \"Slow Lane\"\n[worker]\nconcurrency = 0\nqueues = [\"bulk\"]",
+    );
+    assert_eq!(
+        messages(&v),
+        [
+            "[tasks.\"shop.enrol_in_course\"]: unknown task \"shop.enrol_in_course\"; did you mean \"shop.enroll_in_course\"?",
+            "[tasks.\"shop.enroll_in_course\"]: max_attempts is 0, so the task would never run; use 1 or more",
+            "[tasks.\"shop.enroll_in_course\"]: initial_backoff (10m) is longer than max_backoff (1m); make max_backoff at least initial_backoff",
+            "[tasks.\"shop.enroll_in_course\"]: a timeout of zero would fail every attempt; use a positive duration such as \"30s\"",
+            "[tasks.\"shop.enroll_in_course\"]: queue \"Slow Lane\" is not a snake_case name; write \"slow_lane\"",
+            "[worker] concurrency: 0 would run no task; use 1 or more",
+        ],
+        "{v}"
+    );
+    assert!(
+        v.warnings.iter().any(|w| w.to_string()
+            == "[worker] queues: no task runs on queue \"bulk\", so this worker will never find work there"),
+        "{v}"
+    );
+}
+
+#[test]
+fn tasks_appear_in_the_catalog_with_the_settings_in_force() {
+    let c = Coordinator::builder()
+        .extension(shop_with_task())
+        .config(
+            Config::from_toml(
+                "[signals]\n\"shop.order_placed\" = [\"shop.enroll_learner\"]\n[tasks.\"shop.enroll_in_course\"]\nmax_attempts = 9\nqueue = \"lms\"",
+            )
+            .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let catalog = c.catalog();
+    let task = catalog.task("shop.enroll_in_course").unwrap();
+    assert_eq!(
+        (task.max_attempts, task.queue.as_str(), task.timeout_ms),
+        (9, "lms", 60_000)
+    );
+    assert_eq!(task.enqueued_by, ["shop.enroll_learner"]);
+    assert_eq!(task.sends, ["shop.order_placed"]);
+    assert_eq!(
+        catalog.handler("shop.enroll_learner").unwrap().enqueues,
+        ["shop.enroll_in_course"]
+    );
+    let graph = catalog.graph(coordinator::catalog::GraphFormat::Mermaid);
+    assert!(
+        graph.contains("handler_shop__enroll_learner --> task_shop__enroll_in_course"),
+        "{graph}"
+    );
+    assert!(
+        graph.contains("task_shop__enroll_in_course --> signal_shop__order_placed"),
+        "{graph}"
+    );
+}
+
+static UNDECLARED_TASK: Task<OrderPlaced> = Task::new("shop.never_declared", "Nope.");
+
+#[test]
+fn enqueues_and_sends_must_name_declared_things() {
+    let v = validate_with(
+        vec![Box::new(extension("shop", |ext| {
+            ext.handler("shop.enroll_learner", "Enrolls.", ok::<OrderPlaced>)
+                .enqueues(&UNDECLARED_TASK)
+                .sends(&PAYMENT_REFUNDED);
+        }))],
+        "",
+    );
+    let m = messages(&v);
+    assert_eq!(m.len(), 2, "{v}");
+    assert!(
+        m[0].starts_with("handler \"shop.enroll_learner\" declared at "),
+        "{v}"
+    );
+    assert!(
+        m[0].ends_with(": unknown task \"shop.never_declared\""),
+        "{v}"
+    );
+    assert!(
+        m[1].ends_with(": unknown signal \"shop.payment_refunded\""),
+        "{v}"
+    );
+}

@@ -29,6 +29,9 @@ pub struct Catalog {
     pub filters: Vec<FilterEntry>,
     /// Filter steps declared by enabled extensions.
     pub steps: Vec<StepEntry>,
+    /// Background tasks declared by enabled extensions.
+    #[serde(default)]
+    pub tasks: Vec<TaskEntry>,
 }
 
 /// An extension.
@@ -74,6 +77,44 @@ pub struct HandlerEntry {
     pub signals: Vec<String>,
     /// Its timeout, in milliseconds.
     pub timeout_ms: u64,
+    /// The tasks it enqueues.
+    #[serde(default)]
+    pub enqueues: Vec<String>,
+    /// The signals it sends.
+    #[serde(default)]
+    pub sends: Vec<String>,
+}
+
+/// A background task, with the settings in force (its declaration's, overridden by
+/// `[tasks."<name>"]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TaskEntry {
+    /// `<extension>.<imperative>`.
+    pub name: String,
+    /// What it does.
+    pub doc: String,
+    /// The extension that declares it.
+    pub extension: String,
+    /// The Rust type of its payload.
+    pub payload_type: String,
+    /// The JSON schema of its payload.
+    pub payload_schema: serde_json::Value,
+    /// The queue it runs on.
+    pub queue: String,
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// The wait after the first failure, in milliseconds.
+    pub initial_backoff_ms: u64,
+    /// The longest wait between attempts, in milliseconds.
+    pub max_backoff_ms: u64,
+    /// How long one attempt may run, in milliseconds.
+    pub timeout_ms: u64,
+    /// The handlers and tasks that enqueue it.
+    pub enqueued_by: Vec<String>,
+    /// The tasks it enqueues.
+    pub enqueues: Vec<String>,
+    /// The signals it sends.
+    pub sends: Vec<String>,
 }
 
 /// A filter.
@@ -163,6 +204,8 @@ impl Catalog {
                 extension: d.extension.to_owned(),
                 payload_type: d.payload.name.to_owned(),
                 signals: signals_of.remove(d.name).unwrap_or_default(),
+                enqueues: d.enqueues.iter().map(|t| (*t).to_owned()).collect(),
+                sends: d.sends.iter().map(|t| (*t).to_owned()).collect(),
                 timeout_ms: millis(
                     config
                         .handlers
@@ -217,12 +260,64 @@ impl Catalog {
             .collect();
         steps.sort_by(|a, b| a.name.cmp(&b.name));
 
+        let enqueued_by = |task: &str| -> Vec<String> {
+            let mut by: Vec<String> = decls
+                .handlers
+                .iter()
+                .filter(|h| enabled(h.extension) && h.enqueues.contains(&task))
+                .map(|h| h.name.to_owned())
+                .chain(
+                    decls
+                        .tasks
+                        .iter()
+                        .filter(|t| enabled(t.extension) && t.enqueues.contains(&task))
+                        .map(|t| t.name.to_owned()),
+                )
+                .collect();
+            by.sort();
+            by
+        };
+        let mut tasks: Vec<TaskEntry> = decls
+            .tasks
+            .iter()
+            .filter(|d| enabled(d.extension))
+            .map(|d| {
+                let settings = wiring.tasks.get(d.name).map_or_else(
+                    || {
+                        (
+                            d.defaults.retry,
+                            d.defaults.timeout,
+                            d.defaults.queue.to_owned(),
+                        )
+                    },
+                    |t| (t.retry, t.timeout, t.queue.clone()),
+                );
+                TaskEntry {
+                    name: d.name.to_owned(),
+                    doc: d.doc.to_owned(),
+                    extension: d.extension.to_owned(),
+                    payload_type: d.payload.name.to_owned(),
+                    payload_schema: (d.payload.schema)(),
+                    queue: settings.2,
+                    max_attempts: settings.0.max_attempts,
+                    initial_backoff_ms: millis(settings.0.initial_backoff),
+                    max_backoff_ms: millis(settings.0.max_backoff),
+                    timeout_ms: millis(settings.1),
+                    enqueued_by: enqueued_by(d.name),
+                    enqueues: d.enqueues.iter().map(|t| (*t).to_owned()).collect(),
+                    sends: d.sends.iter().map(|t| (*t).to_owned()).collect(),
+                }
+            })
+            .collect();
+        tasks.sort_by(|a, b| a.name.cmp(&b.name));
+
         Catalog {
             extensions,
             signals,
             handlers,
             filters,
             steps,
+            tasks,
         }
     }
 
@@ -237,7 +332,7 @@ impl Catalog {
     /// ```
     /// # use coordinator::catalog::Catalog;
     /// # let catalog = Catalog { extensions: vec![], signals: vec![], handlers: vec![],
-    /// #                         filters: vec![], steps: vec![] };
+    /// #                         filters: vec![], steps: vec![], tasks: vec![] };
     /// assert_eq!(catalog.closest_signal("demo.order_plcaed"), None); // no signals at all
     /// ```
     pub fn closest_signal(&self, name: &str) -> Option<&str> {
@@ -247,6 +342,11 @@ impl Catalog {
     /// A filter by name.
     pub fn filter(&self, name: &str) -> Option<&FilterEntry> {
         self.filters.iter().find(|f| f.name == name)
+    }
+
+    /// A task by name.
+    pub fn task(&self, name: &str) -> Option<&TaskEntry> {
+        self.tasks.iter().find(|t| t.name == name)
     }
 
     /// A handler by name.

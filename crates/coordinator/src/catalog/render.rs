@@ -222,7 +222,7 @@ impl Catalog {
     /// use coordinator::catalog::{Catalog, GraphFormat};
     ///
     /// let empty = Catalog { extensions: vec![], signals: vec![], handlers: vec![],
-    ///                       filters: vec![], steps: vec![] };
+    ///                       filters: vec![], steps: vec![], tasks: vec![] };
     /// assert!(empty.graph(GraphFormat::Mermaid).starts_with("flowchart LR\n"));
     /// assert!(empty.graph(GraphFormat::Dot).starts_with("digraph coordinator {\n"));
     /// ```
@@ -246,6 +246,11 @@ impl Catalog {
                 self.steps
                     .iter()
                     .map(|s| (&s.extension, Kind::Step, &s.name)),
+            )
+            .chain(
+                self.tasks
+                    .iter()
+                    .map(|t| (&t.extension, Kind::Task, &t.name)),
             );
         for (extension, kind, name) in entries {
             clusters
@@ -263,6 +268,22 @@ impl Catalog {
         for s in &self.signals {
             for h in &s.handlers {
                 edge(node_id(Kind::Signal, &s.name), node_id(Kind::Handler, h));
+            }
+        }
+        for h in &self.handlers {
+            for t in &h.enqueues {
+                edge(node_id(Kind::Handler, &h.name), node_id(Kind::Task, t));
+            }
+            for sig in &h.sends {
+                edge(node_id(Kind::Handler, &h.name), node_id(Kind::Signal, sig));
+            }
+        }
+        for t in &self.tasks {
+            for next in &t.enqueues {
+                edge(node_id(Kind::Task, &t.name), node_id(Kind::Task, next));
+            }
+            for sig in &t.sends {
+                edge(node_id(Kind::Task, &t.name), node_id(Kind::Signal, sig));
             }
         }
         for f in &self.filters {
@@ -358,12 +379,15 @@ impl Catalog {
             self.markdown_handlers(&mut out, &e.name);
             self.markdown_filters(&mut out, &e.name);
             self.markdown_steps(&mut out, &e.name);
+            self.markdown_tasks(&mut out, &e.name);
         }
 
         out.push_str("## Flow\n\n");
         out.push_str(
-            "Signals (stadiums) are delivered to every handler (rectangles) they point to; filters \
-             (hexagons) pass their data through their steps (rounded boxes) in order.\n\n",
+            "Signals (stadiums) are delivered to every handler (rectangles) they point to; handlers \
+             and tasks (double rectangles) point to the tasks they enqueue and the signals they \
+             send; filters (hexagons) pass their data through their steps (rounded boxes) in \
+             order.\n\n",
         );
         out.push_str("```mermaid\n");
         out.push_str(&self.graph(GraphFormat::Mermaid));
@@ -413,7 +437,49 @@ impl Catalog {
                 "- Signals: {}",
                 code_list(&h.signals, "none; it is not connected, so it never runs")
             );
+            if !h.enqueues.is_empty() {
+                let _ = writeln!(out, "- Enqueues: {}", code_list(&h.enqueues, ""));
+            }
+            if !h.sends.is_empty() {
+                let _ = writeln!(out, "- Sends: {}", code_list(&h.sends, ""));
+            }
             let _ = writeln!(out, "- Timeout: {}\n", millis(h.timeout_ms));
+        }
+    }
+
+    fn markdown_tasks(&self, out: &mut String, extension: &str) {
+        let mut tasks = self
+            .tasks
+            .iter()
+            .filter(|t| t.extension == extension)
+            .peekable();
+        if tasks.peek().is_none() {
+            return;
+        }
+        out.push_str("### Tasks\n\n");
+        for t in tasks {
+            let _ = writeln!(out, "#### `{}`\n", t.name);
+            let _ = writeln!(out, "{}\n", or_undocumented(&t.doc));
+            let _ = writeln!(out, "- Payload: `{}`", t.payload_type);
+            let _ = writeln!(out, "- Queue: `{}`", t.queue);
+            let _ = writeln!(
+                out,
+                "- Attempts: {} (backoff from {} up to {}, with jitter)",
+                t.max_attempts,
+                millis(t.initial_backoff_ms),
+                millis(t.max_backoff_ms)
+            );
+            let _ = writeln!(out, "- Timeout: {}", millis(t.timeout_ms));
+            let _ = writeln!(
+                out,
+                "- Enqueued by: {}",
+                code_list(&t.enqueued_by, "none declared")
+            );
+            if !t.enqueues.is_empty() {
+                let _ = writeln!(out, "- Enqueues: {}", code_list(&t.enqueues, ""));
+            }
+            let _ = writeln!(out, "- Sends: {}\n", code_list(&t.sends, "none"));
+            markdown_fields(out, "Payload", &t.payload_schema);
         }
     }
 
@@ -692,7 +758,7 @@ fn mermaid(clusters: &BTreeMap<&str, Vec<(Kind, &str)>>, edges: &[(String, Strin
     let label = |s: &str| s.replace('"', "#quot;");
     let mut out = String::from("flowchart LR\n");
     out.push_str(
-        "    %% signals: stadiums; handlers: rectangles; filters: hexagons; steps: rounded boxes\n",
+        "    %% signals: stadiums; handlers: rectangles; tasks: double rectangles; filters: hexagons; steps: rounded boxes\n",
     );
     for (extension, nodes) in clusters {
         let _ = writeln!(
@@ -707,6 +773,7 @@ fn mermaid(clusters: &BTreeMap<&str, Vec<(Kind, &str)>>, edges: &[(String, Strin
                 Kind::Handler => ("[\"", "\"]"),
                 Kind::Filter => ("{{\"", "\"}}"),
                 Kind::Step => ("(\"", "\")"),
+                Kind::Task => ("[[\"", "\"]]"),
             };
             let _ = writeln!(
                 out,
@@ -737,6 +804,7 @@ fn dot(clusters: &BTreeMap<&str, Vec<(Kind, &str)>>, edges: &[(String, String)])
                 Kind::Handler => "shape=box",
                 Kind::Filter => "shape=hexagon",
                 Kind::Step => "shape=box, style=rounded",
+                Kind::Task => "shape=box, peripheries=2",
             };
             let _ = writeln!(
                 out,
@@ -850,6 +918,8 @@ mod tests {
                     payload_type: "shop::signals::SeatBought".into(),
                     signals: vec!["shop.seat_bought".into()],
                     timeout_ms: 2000,
+                    enqueues: vec![],
+                    sends: vec![],
                 },
                 HandlerEntry {
                     name: "shop.send_receipt".into(),
@@ -858,6 +928,8 @@ mod tests {
                     payload_type: "shop::signals::SeatBought".into(),
                     signals: vec!["shop.seat_bought".into()],
                     timeout_ms: 250,
+                    enqueues: vec![],
+                    sends: vec![],
                 },
             ],
             filters: vec![FilterEntry {
@@ -885,6 +957,7 @@ mod tests {
                     filters: vec!["shop.quote_requested".into()],
                 },
             ],
+            tasks: vec![],
         }
     }
 

@@ -242,6 +242,10 @@ pub(crate) enum Arg {
     Int(i64),
     /// TEXT on SQLite, UUID on PostgreSQL.
     Id(Uuid),
+    /// A text that may be NULL.
+    OptText(Option<String>),
+    /// An id that may be NULL.
+    OptId(Option<Uuid>),
 }
 
 /// SQL text with its arguments, placeholders written for one backend.
@@ -253,7 +257,7 @@ pub(crate) struct Sql {
 }
 
 impl Sql {
-    fn new(backend: Backend, text: &str) -> Self {
+    pub(crate) fn new(backend: Backend, text: &str) -> Self {
         Self {
             backend,
             text: text.to_owned(),
@@ -261,13 +265,13 @@ impl Sql {
         }
     }
 
-    fn push(&mut self, text: &str) -> &mut Self {
+    pub(crate) fn push(&mut self, text: &str) -> &mut Self {
         self.text.push_str(text);
         self
     }
 
     /// Appends a placeholder for `arg`.
-    fn bind(&mut self, arg: Arg) -> &mut Self {
+    pub(crate) fn bind(&mut self, arg: Arg) -> &mut Self {
         self.args.push(arg);
         match self.backend {
             Backend::Sqlite => self.text.push('?'),
@@ -277,6 +281,18 @@ impl Sql {
             }
         }
         self
+    }
+
+    /// Appends `(p1, p2, …)`, a placeholder for each of `args` (which must not be empty).
+    pub(crate) fn bind_list(&mut self, args: impl IntoIterator<Item = Arg>) -> &mut Self {
+        self.push("(");
+        for (i, arg) in args.into_iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.bind(arg);
+        }
+        self.push(")")
     }
 }
 

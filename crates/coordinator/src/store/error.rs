@@ -131,6 +131,58 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: String,
     },
+
+    /// A stored task row could not be read back.
+    #[error(
+        "stored task {id} is unreadable: {reason}; the row was written by an incompatible \
+         version or edited by hand: cancel or delete it"
+    )]
+    CorruptTask {
+        /// The task id (or the raw id text when it is not a UUID).
+        id: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// An operation on a task named a task that does not exist.
+    #[error("cannot {action} task {id}: there is no such task; check the id against the task list")]
+    TaskNotFound {
+        /// What was asked (`retry`, `cancel`).
+        action: &'static str,
+        /// The id given.
+        id: uuid::Uuid,
+    },
+
+    /// An operation on a task is not possible in the task's current state.
+    #[error("cannot {action} task {id}: it is {state}; only {allowed} tasks can be {done}")]
+    TaskState {
+        /// What was asked (`retry`, `cancel`).
+        action: &'static str,
+        /// The task.
+        id: uuid::Uuid,
+        /// Its state now.
+        state: super::TaskState,
+        /// The states in which the operation is possible.
+        allowed: &'static str,
+        /// The operation's past participle (`retried`, `cancelled`).
+        done: &'static str,
+    },
+
+    /// Retrying a task would make two pending tasks with the same name and unique key.
+    #[error(
+        "cannot retry task {id}: task {pending} (\"{task}\", unique key \"{unique_key}\") is \
+         pending with the same unique key; wait for it to finish or cancel it, then retry"
+    )]
+    DuplicatePendingTask {
+        /// The task to retry.
+        id: uuid::Uuid,
+        /// The task's name.
+        task: String,
+        /// The shared unique key.
+        unique_key: String,
+        /// The pending task holding the key.
+        pending: uuid::Uuid,
+    },
 }
 
 impl StoreError {

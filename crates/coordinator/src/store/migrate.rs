@@ -24,9 +24,14 @@ pub(crate) const CREATE_MIGRATIONS_TABLE: &str =
     PRIMARY KEY (extension, version)
 )";
 
-/// The framework's own migrations: the dispatch log.
+/// The framework's own migrations: the dispatch log, then durable tasks and the inbox.
 pub(crate) fn framework_migrations() -> Vec<Migration> {
-    vec![Migration {
+    vec![dispatch_log_migration(), tasks_migration()]
+}
+
+/// Version 1: the dispatch log.
+fn dispatch_log_migration() -> Migration {
+    Migration {
         extension: FRAMEWORK,
         ..Migration::per_backend(
             1,
@@ -68,7 +73,108 @@ CREATE TABLE coordinator_dispatch_runs (
 );
 CREATE INDEX coordinator_dispatch_runs_handler ON coordinator_dispatch_runs (handler, dispatch_id, status);",
         )
-    }]
+    }
+}
+
+/// Version 2: durable tasks, their attempts, and the inbox of intake keys.
+///
+/// Times are milliseconds since the Unix epoch. The unique index on `(task, unique_key)` covers
+/// only pending tasks, so a key can be used again once its task has finished. The partial index
+/// on leases finds running tasks whose worker stopped renewing.
+fn tasks_migration() -> Migration {
+    Migration {
+        extension: FRAMEWORK,
+        ..Migration::per_backend(
+            2,
+            "create_tasks",
+            "CREATE TABLE coordinator_tasks (
+    id TEXT PRIMARY KEY NOT NULL,
+    task TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    run_at_ms INTEGER NOT NULL,
+    lease_owner TEXT,
+    lease_until_ms INTEGER,
+    unique_key TEXT,
+    origin_dispatch TEXT,
+    result TEXT,
+    last_error TEXT,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    finished_at_ms INTEGER
+);
+CREATE INDEX coordinator_tasks_due ON coordinator_tasks (state, queue, run_at_ms);
+CREATE INDEX coordinator_tasks_leases ON coordinator_tasks (lease_until_ms) WHERE state = 'running';
+CREATE INDEX coordinator_tasks_by_state ON coordinator_tasks (state, id);
+CREATE INDEX coordinator_tasks_by_queue ON coordinator_tasks (queue, id);
+CREATE INDEX coordinator_tasks_by_task ON coordinator_tasks (task, id);
+CREATE UNIQUE INDEX coordinator_tasks_unique ON coordinator_tasks (task, unique_key)
+    WHERE state IN ('queued', 'retrying', 'running');
+CREATE TABLE coordinator_task_attempts (
+    id INTEGER PRIMARY KEY,
+    task_id TEXT NOT NULL REFERENCES coordinator_tasks (id) ON DELETE CASCADE,
+    attempt INTEGER NOT NULL,
+    worker TEXT NOT NULL,
+    started_at_ms INTEGER NOT NULL,
+    finished_at_ms INTEGER,
+    status TEXT NOT NULL,
+    error_chain TEXT
+);
+CREATE INDEX coordinator_task_attempts_task ON coordinator_task_attempts (task_id, attempt);
+CREATE TABLE coordinator_inbox (
+    source TEXT NOT NULL,
+    external_id TEXT NOT NULL,
+    received_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (source, external_id)
+);",
+            "CREATE TABLE coordinator_tasks (
+    id UUID PRIMARY KEY,
+    task TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    run_at_ms BIGINT NOT NULL,
+    lease_owner TEXT,
+    lease_until_ms BIGINT,
+    unique_key TEXT,
+    origin_dispatch UUID,
+    result TEXT,
+    last_error TEXT,
+    created_at_ms BIGINT NOT NULL,
+    updated_at_ms BIGINT NOT NULL,
+    finished_at_ms BIGINT
+);
+CREATE INDEX coordinator_tasks_due ON coordinator_tasks (state, queue, run_at_ms);
+CREATE INDEX coordinator_tasks_leases ON coordinator_tasks (lease_until_ms) WHERE state = 'running';
+CREATE INDEX coordinator_tasks_by_state ON coordinator_tasks (state, id);
+CREATE INDEX coordinator_tasks_by_queue ON coordinator_tasks (queue, id);
+CREATE INDEX coordinator_tasks_by_task ON coordinator_tasks (task, id);
+CREATE UNIQUE INDEX coordinator_tasks_unique ON coordinator_tasks (task, unique_key)
+    WHERE state IN ('queued', 'retrying', 'running');
+CREATE TABLE coordinator_task_attempts (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    task_id UUID NOT NULL REFERENCES coordinator_tasks (id) ON DELETE CASCADE,
+    attempt INTEGER NOT NULL,
+    worker TEXT NOT NULL,
+    started_at_ms BIGINT NOT NULL,
+    finished_at_ms BIGINT,
+    status TEXT NOT NULL,
+    error_chain TEXT
+);
+CREATE INDEX coordinator_task_attempts_task ON coordinator_task_attempts (task_id, attempt);
+CREATE TABLE coordinator_inbox (
+    source TEXT NOT NULL,
+    external_id TEXT NOT NULL,
+    received_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (source, external_id)
+);",
+        )
+    }
 }
 
 /// One migration ready to run on a given backend.
@@ -248,7 +354,14 @@ mod tests {
         let order: Vec<_> = plan.iter().map(|p| (p.extension, p.version)).collect();
         assert_eq!(
             order,
-            [("coordinator", 1), ("b", 1), ("b", 2), ("a", 1), ("a", 3)]
+            [
+                ("coordinator", 1),
+                ("coordinator", 2),
+                ("b", 1),
+                ("b", 2),
+                ("a", 1),
+                ("a", 3)
+            ]
         );
     }
 
@@ -260,9 +373,10 @@ mod tests {
         };
         let lite = plan(Backend::Sqlite, std::slice::from_ref(&m)).unwrap();
         let pg = plan(Backend::Postgres, &[m]).unwrap();
-        assert_eq!(lite[1].sql, "SQLITE");
-        assert_eq!(pg[1].sql, "PG");
-        assert_ne!(lite[1].checksum, pg[1].checksum);
+        let (lite, pg) = (lite.last().unwrap(), pg.last().unwrap());
+        assert_eq!(lite.sql, "SQLITE");
+        assert_eq!(pg.sql, "PG");
+        assert_ne!(lite.checksum, pg.checksum);
     }
 
     #[test]
@@ -295,6 +409,7 @@ mod tests {
         };
         let recorded = [
             rec("coordinator", 1, &plan[0].checksum),
+            rec("coordinator", 2, &plan[1].checksum),
             rec("a", 1, &checksum("SELECT 1")),
         ];
         let todo = pending(&plan, &recorded).unwrap();

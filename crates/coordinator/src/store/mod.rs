@@ -2,8 +2,9 @@
 //! PostgreSQL (for many processes on many machines).
 //!
 //! A [`Store`] is a connection pool of either kind. It runs versioned migrations (the framework's
-//! own, then each extension's: see [`Store::migrate`]) and keeps the dispatch log
-//! ([`StoredDispatch`]). Extensions that need their own queries reach the pool with
+//! own, then each extension's: see [`Store::migrate`]), keeps the dispatch log
+//! ([`StoredDispatch`]), and holds the durable task queue ([`StoredTask`], [`Store::claim_tasks`],
+//! [`StoreTx`] for enqueueing in the same transaction as other writes). Extensions that need their own queries reach the pool with
 //! [`Store::sqlite_pool`] or [`Store::postgres_pool`]. See
 //! `docs/decisions/0005-storage-interface.md` for why it is shaped this way.
 //!
@@ -31,6 +32,7 @@ mod error;
 mod migrate;
 mod postgres;
 mod sqlite;
+mod tasks;
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -44,6 +46,10 @@ pub use dispatches::{
     DispatchPage, DispatchQuery, DispatchStatus, StoredDispatch, StoredHandlerRun,
 };
 pub use error::StoreError;
+pub use tasks::{
+    AttemptStatus, ClaimedTask, NewTask, StoreTx, StoredTask, TaskAttempt, TaskCount, TaskPage,
+    TaskQuery, TaskState,
+};
 
 /// Which database a [`Store`] uses. Displays and serializes as `sqlite` or `postgresql`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -132,6 +138,14 @@ impl Store {
             }
         };
         Ok(Store { pool })
+    }
+
+    /// A SQLite store at `url` whose connections open when first used (the test harness's:
+    /// it is built in synchronous code, within a Tokio runtime).
+    pub(crate) fn sqlite_lazy(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        Ok(Store {
+            pool: Pool::Sqlite(sqlite::connect_lazy(url, max_connections.max(1))?),
+        })
     }
 
     /// Which database this is.

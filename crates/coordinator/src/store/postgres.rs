@@ -42,13 +42,15 @@ pub(super) async fn connect(url: &str, max_connections: u32) -> Result<PgPool, S
 }
 
 /// `sql` with its arguments bound.
-fn query(sql: &Sql) -> sqlx::query::Query<'_, Postgres, PgArguments> {
+pub(super) fn query(sql: &Sql) -> sqlx::query::Query<'_, Postgres, PgArguments> {
     let mut q = sqlx::query(&sql.text);
     for arg in &sql.args {
         q = match arg {
             Arg::Text(s) => q.bind(s.as_str()),
             Arg::Int(i) => q.bind(*i),
             Arg::Id(id) => q.bind(*id),
+            Arg::OptText(s) => q.bind(s.as_deref()),
+            Arg::OptId(id) => q.bind(*id),
         };
     }
     q

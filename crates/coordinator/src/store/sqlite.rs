@@ -20,6 +20,27 @@ const BACKEND: Backend = Backend::Sqlite;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(super) async fn connect(url: &str, max_connections: u32) -> Result<SqlitePool, StoreError> {
+    SqlitePoolOptions::new()
+        .max_connections(max_connections)
+        .connect_with(options(url)?)
+        .await
+        .map_err(|source| StoreError::Connect {
+            backend: BACKEND,
+            url: redact_url(url),
+            source,
+        })
+}
+
+/// A pool that opens its first connection when first used. It must be created within a Tokio
+/// runtime, which runs its maintenance.
+pub(super) fn connect_lazy(url: &str, max_connections: u32) -> Result<SqlitePool, StoreError> {
+    Ok(SqlitePoolOptions::new()
+        .max_connections(max_connections)
+        .connect_lazy_with(options(url)?))
+}
+
+/// The connection options of `url`, with its folder created.
+fn options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
     let options = SqliteConnectOptions::from_str(url)
         .map_err(|source| StoreError::InvalidUrl {
             backend: BACKEND,
@@ -41,25 +62,19 @@ pub(super) async fn connect(url: &str, max_connections: u32) -> Result<SqlitePoo
             source,
         })?;
     }
-    SqlitePoolOptions::new()
-        .max_connections(max_connections)
-        .connect_with(options)
-        .await
-        .map_err(|source| StoreError::Connect {
-            backend: BACKEND,
-            url: redact_url(url),
-            source,
-        })
+    Ok(options)
 }
 
 /// `sql` with its arguments bound (ids as their hyphenated text, which sorts like the UUID).
-fn query(sql: &Sql) -> sqlx::query::Query<'_, Sqlite, SqliteArguments<'_>> {
+pub(super) fn query(sql: &Sql) -> sqlx::query::Query<'_, Sqlite, SqliteArguments<'_>> {
     let mut q = sqlx::query(&sql.text);
     for arg in &sql.args {
         q = match arg {
             Arg::Text(s) => q.bind(s.as_str()),
             Arg::Int(i) => q.bind(*i),
             Arg::Id(id) => q.bind(id.hyphenated().to_string()),
+            Arg::OptText(s) => q.bind(s.as_deref()),
+            Arg::OptId(id) => q.bind(id.map(|id| id.hyphenated().to_string())),
         };
     }
     q

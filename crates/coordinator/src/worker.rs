@@ -1,0 +1,739 @@
+//! The worker: runs durable tasks from the store.
+//!
+//! A [`Worker`] claims due tasks in batches, up to its free concurrency slots, and runs each on
+//! a Tokio task of its own, isolated like a handler: a panic is caught with its location, an
+//! attempt that outlives the task's timeout is abandoned. While tasks run it renews their leases
+//! (every third of the lease), then records each outcome, fenced by its lease:
+//!
+//! | the attempt | what is recorded |
+//! | --- | --- |
+//! | returned `Ok` | `succeeded`, with its summary |
+//! | [`TaskError::Retry`], a panic, a timeout | `retrying` after the policy's backoff, or `dead` when no attempt is left |
+//! | [`TaskError::RetryAfter`] | `retrying` after the given wait (still bounded by the attempts) |
+//! | [`TaskError::Abort`], a payload that no longer reads, a task this binary does not know | `dead` at once |
+//!
+//! When the store is unreachable the worker logs a WARN and backs off (up to 5 s); the outcomes
+//! of finished tasks are kept and recorded once it answers again, and nothing is run twice while
+//! the worker holds the lease. When the shutdown future resolves it stops claiming, lets running
+//! tasks finish within `[worker] shutdown_grace`, and gives the others back to the queue.
+//!
+//! Every attempt runs in a DEBUG `task` span (`task`, `task_id`, `attempt`, `origin_dispatch`).
+//! A failure that will be retried logs a WARN; a dead task an ERROR with the whole error chain.
+//! The task's [`TaskContext`] sends signals as [`Sender::Task`] with the task's origin dispatch
+//! as their cause, so one event can be followed through handlers, tasks and the signals they send.
+//!
+//! ```
+//! use coordinator::config::{Secret, StorageConfig, WorkerConfig};
+//! use coordinator::prelude::*;
+//! use coordinator::store::{Store, TaskState};
+//! use coordinator::worker::Worker;
+//! use coordinator::Coordinator;
+//!
+//! #[derive(Debug, Serialize, Deserialize, JsonSchema)]
+//! pub struct Receipt { pub order: String }
+//! static SEND_RECEIPT: Task<Receipt> = Task::new("shop.send_receipt", "Emails a receipt.");
+//!
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+//! # let dir = tempfile::tempdir().unwrap();
+//! let store = Store::connect(&StorageConfig {
+//!     url: Secret::new(format!("sqlite://{}/c.db", dir.path().display())),
+//!     max_connections: 4,
+//! })
+//! .await
+//! .unwrap();
+//! store.migrate(&[]).await.unwrap();
+//! let shop = coordinator::testing::extension("shop", |ext| {
+//!     ext.task(&SEND_RECEIPT, |_: TaskContext, r: Receipt| async move {
+//!         Ok::<_, TaskError>(format!("sent for {}", r.order))
+//!     });
+//! });
+//! let coordinator = Coordinator::builder().extension(shop).store(store.clone()).build().unwrap();
+//! let id = coordinator
+//!     .context("shop")
+//!     .enqueue(&SEND_RECEIPT, Receipt { order: "EDX-1".into() })
+//!     .await
+//!     .unwrap();
+//!
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let worker = Worker::new(coordinator, WorkerConfig::default());
+//! let running = tokio::spawn(worker.run(async move { let _ = stopped.await; }));
+//! while store.get_task(id).await.unwrap().unwrap().state != TaskState::Succeeded {
+//!     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+//! }
+//! let _ = stop.send(());
+//! running.await.unwrap();
+//! # });
+//! ```
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{Instrument, Span, debug, debug_span, error, field, info, warn};
+use uuid::Uuid;
+
+use crate::config::{ConfigDuration, WorkerConfig};
+use crate::coordinator::{Context, Coordinator, Inner};
+use crate::dispatch::{Sender, random_unit};
+use crate::guard::{Guard, Guarded};
+use crate::store::{AttemptStatus, ClaimedTask, Store, StoreError, now_ms};
+use crate::task::{TaskContext, TaskError};
+
+/// Receives the end of every task attempt a worker records (for metrics).
+///
+/// It is called on the worker's loop: it must not block or wait.
+pub trait TaskObserver: Send + Sync + 'static {
+    /// Attempt `attempt` of a task named `task` on `queue` ended after `duration`. `status` is
+    /// what was recorded: `succeeded`, `retrying`, `dead`, `released` (given back on shutdown)
+    /// or `lost` (the outcome was discarded: the lease had been lost or the task cancelled).
+    fn task_finished(
+        &self,
+        task: &str,
+        queue: &str,
+        status: &str,
+        attempt: u32,
+        duration: Duration,
+    );
+}
+
+/// Runs durable tasks from the coordinator's store. See the [module docs](self).
+pub struct Worker {
+    coordinator: Coordinator,
+    store: Store,
+    config: WorkerConfig,
+    id: String,
+    observers: Vec<Arc<dyn TaskObserver>>,
+}
+
+impl fmt::Debug for Worker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Worker")
+            .field("id", &self.id)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The longest wait between two tries while the store does not answer.
+const MAX_STORE_BACKOFF: Duration = Duration::from_secs(5);
+/// The first wait after the store failed to answer.
+const FIRST_STORE_BACKOFF: Duration = Duration::from_millis(100);
+
+impl Worker {
+    /// A worker for `coordinator`'s tasks, on its store, configured by `config` (usually
+    /// `coordinator.config().worker`). Its id, recorded as the lease owner of what it runs, is
+    /// unique to this worker: host, process and a random part.
+    ///
+    /// # Panics
+    /// If the coordinator has no store ([`CoordinatorBuilder::store`](crate::CoordinatorBuilder::store)).
+    #[track_caller]
+    pub fn new(coordinator: Coordinator, config: WorkerConfig) -> Self {
+        let Some(store) = coordinator.store().cloned() else {
+            panic!(
+                "Worker::new: the coordinator has no store, so there are no tasks to run; build it \
+                 with CoordinatorBuilder::store"
+            )
+        };
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "worker".to_owned());
+        let (random, _) = crate::dispatch::new_id();
+        let id = format!(
+            "{host}-{}-{}",
+            std::process::id(),
+            &random.simple().to_string()[24..]
+        );
+        Self {
+            coordinator,
+            store,
+            config,
+            id,
+            observers: Vec::new(),
+        }
+    }
+
+    /// Adds an observer of every recorded attempt (metrics).
+    pub fn observe(mut self, observer: Arc<dyn TaskObserver>) -> Self {
+        self.observers.push(observer);
+        self
+    }
+
+    /// This worker's id: the lease owner recorded on the tasks it runs.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Runs tasks until `shutdown` resolves, then stops claiming, lets running tasks finish
+    /// within `shutdown_grace`, gives the rest back to the queue, and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Worker {
+            coordinator,
+            store,
+            config,
+            id,
+            observers,
+        } = self;
+        let inner = Arc::clone(&coordinator.inner);
+        let concurrency = config.concurrency.max(1);
+        let lease = config.lease.0.max(Duration::from_millis(30));
+        let renew_every = lease / 3;
+        let poll = config.poll_interval.0.max(Duration::from_millis(1));
+        info!(
+            worker = %id,
+            concurrency,
+            queues = ?config.queues,
+            lease = %ConfigDuration(lease),
+            "worker started"
+        );
+
+        let mut state = Loop {
+            store: &store,
+            id: &id,
+            observers: &observers,
+            held: HashMap::new(),
+            by_tokio_id: HashMap::new(),
+            unrecorded: VecDeque::new(),
+            backoff: None,
+            store_ready_at: Instant::now(),
+        };
+        let mut running: JoinSet<Decision> = JoinSet::new();
+        let mut next_claim = Instant::now();
+        let mut renew_at = Instant::now() + renew_every;
+        let mut grace_until: Option<Instant> = None;
+        let mut shutdown = std::pin::pin!(shutdown);
+
+        loop {
+            // Record what finished, oldest first, while the store answers.
+            state.record_pending().await;
+
+            if let Some(deadline) = grace_until {
+                if running.is_empty() && state.unrecorded.is_empty() {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    state.give_back(&mut running).await;
+                    break;
+                }
+            }
+
+            // Claim into the free slots (held tasks include those waiting to be recorded).
+            let now = Instant::now();
+            let free = concurrency.saturating_sub(state.held.len());
+            if grace_until.is_none() && free > 0 && now >= next_claim && now >= state.store_ready_at
+            {
+                match store.claim_tasks(&id, &config.queues, free, lease).await {
+                    Ok(claimed) => {
+                        state.store_answered();
+                        if state.held.is_empty() {
+                            // Fresh leases: the first renewal is due a third of a lease from now.
+                            renew_at = Instant::now() + renew_every;
+                        }
+                        next_claim = if claimed.len() == free {
+                            Instant::now()
+                        } else {
+                            Instant::now() + poll
+                        };
+                        for task in claimed {
+                            state.spawn(&inner, &mut running, task);
+                        }
+                    }
+                    Err(e) => state.store_failed("claim tasks", &e),
+                }
+            }
+
+            // Renew the leases of what is held, except those already lost.
+            if Instant::now() >= renew_at {
+                renew_at = Instant::now() + renew_every;
+                if let Err(e) = state.renew(lease).await {
+                    state.store_failed("renew task leases", &e);
+                    renew_at =
+                        Instant::now() + renew_every.min(state.backoff.unwrap_or(renew_every));
+                }
+            }
+
+            // Sleep until something is due: a task finishing, a renewal, a claim, a retry of the
+            // store, the end of the grace period, or the shutdown signal.
+            let mut wake = Instant::now() + Duration::from_secs(3600);
+            if !state.held.is_empty() {
+                wake = wake.min(renew_at);
+            }
+            if grace_until.is_none() && state.held.len() < concurrency {
+                wake = wake.min(next_claim.max(state.store_ready_at));
+            }
+            if !state.unrecorded.is_empty() {
+                wake = wake.min(state.store_ready_at);
+            }
+            if let Some(deadline) = grace_until {
+                wake = wake.min(deadline);
+            }
+            tokio::select! {
+                biased;
+                () = &mut shutdown, if grace_until.is_none() => {
+                    let grace = config.shutdown_grace.0;
+                    info!(worker = %id, running = running.len(), grace = %ConfigDuration(grace),
+                        "worker stopping: no more claims; waiting for running tasks");
+                    grace_until = Some(Instant::now() + grace);
+                }
+                Some(joined) = running.join_next_with_id(), if !running.is_empty() => {
+                    state.joined(joined);
+                }
+                () = tokio::time::sleep_until(wake) => {}
+            }
+        }
+        info!(worker = %id, "worker stopped");
+    }
+}
+
+/// What to record for one attempt.
+#[derive(Debug)]
+pub(crate) enum Decision {
+    /// It succeeded, with this summary.
+    Succeeded(Option<String>),
+    /// It failed; retry at this time (milliseconds since the Unix epoch).
+    Retry {
+        at_ms: u64,
+        status: AttemptStatus,
+        chain: Vec<String>,
+    },
+    /// It failed for good.
+    Dead {
+        status: AttemptStatus,
+        chain: Vec<String>,
+    },
+}
+
+impl Decision {
+    /// The task's state once this is recorded.
+    pub(crate) fn state(&self) -> &'static str {
+        match self {
+            Decision::Succeeded(_) => "succeeded",
+            Decision::Retry { .. } => "retrying",
+            Decision::Dead { .. } => "dead",
+        }
+    }
+
+    pub(crate) fn chain(&self) -> &[String] {
+        match self {
+            Decision::Succeeded(_) => &[],
+            Decision::Retry { chain, .. } | Decision::Dead { chain, .. } => chain,
+        }
+    }
+}
+
+/// Runs one claimed attempt, isolated, and decides what to record.
+pub(crate) async fn run_attempt(inner: &Arc<Inner>, claimed: &ClaimedTask) -> Decision {
+    let Some(wired) = inner.wiring.tasks.get(claimed.task.as_str()) else {
+        return Decision::Dead {
+            status: AttemptStatus::Error,
+            chain: vec![format!(
+                "task \"{}\" is unknown to this worker: no enabled extension of this binary \
+                 declares it; run a binary with the extension that declares it enabled, then \
+                 retry the task",
+                claimed.task
+            )],
+        };
+    };
+    let context = TaskContext {
+        id: claimed.id,
+        attempt: claimed.attempt,
+        max_attempts: claimed.max_attempts,
+        task: wired.name,
+        context: Context::new(Arc::clone(inner), Sender::Task(wired.name))
+            .caused_by(claimed.origin_dispatch),
+    };
+    let call = Arc::clone(&wired.call);
+    let payload = claimed.payload.clone();
+    // The call itself (which reads the payload) happens on the first poll, inside the guard.
+    let attempt = Box::pin(async move {
+        match call.call(context, &payload) {
+            Ok(fut) => Ok(fut.await),
+            Err(unreadable) => Err(unreadable),
+        }
+    });
+    let started = Instant::now();
+    let retry = |status, chain: Vec<String>, wait: Option<Duration>| {
+        if claimed.attempt >= claimed.max_attempts {
+            return Decision::Dead { status, chain };
+        }
+        let wait = wait.unwrap_or_else(|| wired.retry.backoff(claimed.attempt, random_unit()));
+        Decision::Retry {
+            at_ms: now_ms().saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
+            status,
+            chain,
+        }
+    };
+    match Guard::new(attempt, started + wired.timeout).await {
+        Guarded::Finished(Ok(Ok(summary))) => Decision::Succeeded(summary.into_string()),
+        Guarded::Finished(Ok(Err(TaskError::Retry(e)))) => {
+            retry(AttemptStatus::Error, e.chain(), None)
+        }
+        Guarded::Finished(Ok(Err(TaskError::RetryAfter(after, e)))) => {
+            retry(AttemptStatus::Error, e.chain(), Some(after))
+        }
+        Guarded::Finished(Ok(Err(TaskError::Abort(e)))) => Decision::Dead {
+            status: AttemptStatus::Error,
+            chain: e.chain(),
+        },
+        Guarded::Finished(Err(unreadable)) => Decision::Dead {
+            status: AttemptStatus::Error,
+            chain: vec![format!(
+                "{unreadable}; the payload was stored by a version with another payload type: \
+                 enqueue the task again with a valid payload"
+            )],
+        },
+        Guarded::Panicked { message, location } => retry(
+            AttemptStatus::Panicked,
+            vec![format!(
+                "panicked at {}: {message}",
+                location.as_deref().unwrap_or("an unknown location")
+            )],
+            None,
+        ),
+        Guarded::TimedOut => retry(
+            AttemptStatus::TimedOut,
+            vec![format!(
+                "timed out after {} and was abandoned; raise [tasks.\"{}\"] timeout if it \
+                 needs longer",
+                ConfigDuration(wired.timeout),
+                wired.name
+            )],
+            None,
+        ),
+    }
+}
+
+/// Records an attempt's outcome, fenced by the lease. `Ok(false)`: the lease was lost or the
+/// task cancelled, and the outcome was discarded.
+pub(crate) async fn record(
+    store: &Store,
+    worker_id: &str,
+    task: &ClaimedTask,
+    decision: &Decision,
+) -> Result<bool, StoreError> {
+    match decision {
+        Decision::Succeeded(result) => {
+            store
+                .complete_task(task.id, worker_id, task.attempt, result.as_deref())
+                .await
+        }
+        Decision::Retry {
+            at_ms,
+            status,
+            chain,
+        } => {
+            store
+                .fail_task(
+                    task.id,
+                    worker_id,
+                    task.attempt,
+                    chain,
+                    Some(*at_ms),
+                    *status,
+                )
+                .await
+        }
+        Decision::Dead { status, chain } => {
+            store
+                .fail_task(task.id, worker_id, task.attempt, chain, None, *status)
+                .await
+        }
+    }
+}
+
+/// Logs a recorded outcome (in the task's span) and returns the status observers get.
+pub(crate) fn log_recorded(
+    task: &ClaimedTask,
+    decision: &Decision,
+    applied: bool,
+    duration: Duration,
+) -> &'static str {
+    let duration_us = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+    let (name, id, attempt) = (task.task.as_str(), task.id, task.attempt);
+    if !applied {
+        warn!(task = name, task_id = %id, attempt, duration_us,
+            outcome = decision.state(),
+            "task outcome discarded: the task was cancelled, or its lease was lost and another \
+             worker claimed it");
+        return "lost";
+    }
+    match decision {
+        Decision::Succeeded(result) => {
+            debug!(task = name, task_id = %id, attempt, duration_us, result = result.as_deref(),
+                "task succeeded");
+        }
+        Decision::Retry {
+            at_ms,
+            status,
+            chain,
+        } => {
+            let retry_in_ms = at_ms.saturating_sub(now_ms());
+            warn!(task = name, task_id = %id, attempt, max_attempts = task.max_attempts,
+                duration_us, status = %status, retry_in_ms, error = %chain.join(": "),
+                "task attempt failed; it will be retried");
+        }
+        Decision::Dead { status, chain } => {
+            error!(task = name, task_id = %id, attempt, max_attempts = task.max_attempts,
+                duration_us, status = %status, error = %chain.join(": "),
+                origin_dispatch = ?task.origin_dispatch,
+                "task is dead: no more attempts; retry it once the cause is fixed");
+        }
+    }
+    decision.state()
+}
+
+/// The span one attempt runs in.
+pub(crate) fn task_span(task: &ClaimedTask) -> Span {
+    let span = debug_span!("task", task = task.task.as_str(), task_id = %task.id,
+        attempt = task.attempt, origin_dispatch = field::Empty);
+    if let Some(origin) = task.origin_dispatch {
+        span.record("origin_dispatch", field::display(origin));
+    }
+    span
+}
+
+/// A task whose lease this worker holds: running, or finished and waiting to be recorded.
+struct Held {
+    task: ClaimedTask,
+    started: Instant,
+    span: Span,
+    /// The lease is gone (cancelled, or claimed by another worker): no more renewals.
+    lost: bool,
+}
+
+/// A finished attempt waiting to be recorded.
+struct Unrecorded {
+    id: Uuid,
+    decision: Decision,
+    duration: Duration,
+}
+
+/// The worker loop's state.
+struct Loop<'a> {
+    store: &'a Store,
+    id: &'a str,
+    observers: &'a [Arc<dyn TaskObserver>],
+    held: HashMap<Uuid, Held>,
+    by_tokio_id: HashMap<tokio::task::Id, Uuid>,
+    unrecorded: VecDeque<Unrecorded>,
+    /// The current wait after the store failed, if it is failing.
+    backoff: Option<Duration>,
+    /// No store call before this.
+    store_ready_at: Instant,
+}
+
+impl Loop<'_> {
+    fn spawn(&mut self, inner: &Arc<Inner>, running: &mut JoinSet<Decision>, task: ClaimedTask) {
+        // Our own lease expired (the store was out of reach for longer than the lease) and we
+        // claimed the task again while its first run goes on: that run now works for the new
+        // attempt, rather than running the task twice.
+        if let Some(held) = self.held.get_mut(&task.id) {
+            held.span.in_scope(|| {
+                warn!(task = task.task.as_str(), task_id = %task.id, attempt = task.attempt,
+                    "claimed again a task this worker still runs (its lease had expired); the \
+                     run in progress continues as the new attempt");
+            });
+            held.task = task;
+            held.lost = false;
+            return;
+        }
+        let span = task_span(&task);
+        let (inner, claimed) = (Arc::clone(inner), task.clone());
+        let handle = running
+            .spawn(async move { run_attempt(&inner, &claimed).await }.instrument(span.clone()));
+        self.by_tokio_id.insert(handle.id(), task.id);
+        self.held.insert(
+            task.id,
+            Held {
+                task,
+                started: Instant::now(),
+                span,
+                lost: false,
+            },
+        );
+    }
+
+    fn joined(&mut self, joined: Result<(tokio::task::Id, Decision), tokio::task::JoinError>) {
+        let (tokio_id, decision) = match joined {
+            Ok((tokio_id, decision)) => (tokio_id, decision),
+            // The guard catches the task's own panics; this is the runner failing around it.
+            Err(e) => {
+                let decision = Decision::Retry {
+                    at_ms: now_ms(),
+                    status: AttemptStatus::Panicked,
+                    chain: vec![format!("the worker's runner of this attempt failed: {e}")],
+                };
+                (e.id(), decision)
+            }
+        };
+        let Some(id) = self.by_tokio_id.remove(&tokio_id) else {
+            return;
+        };
+        let Some(held) = self.held.get(&id) else {
+            return;
+        };
+        self.unrecorded.push_back(Unrecorded {
+            id,
+            decision,
+            duration: held.started.elapsed(),
+        });
+    }
+
+    async fn record_pending(&mut self) {
+        while let Some(next) = self.unrecorded.front() {
+            if Instant::now() < self.store_ready_at {
+                return;
+            }
+            let Some(held) = self.held.get(&next.id) else {
+                self.unrecorded.pop_front();
+                continue;
+            };
+            match record(self.store, self.id, &held.task, &next.decision).await {
+                Ok(applied) => {
+                    self.store_answered();
+                    let done = self.unrecorded.pop_front().expect("the front exists");
+                    let held = self.held.remove(&done.id).expect("held while unrecorded");
+                    let status = held.span.in_scope(|| {
+                        log_recorded(&held.task, &done.decision, applied, done.duration)
+                    });
+                    self.observe(&held.task, status, done.duration);
+                }
+                Err(e) => {
+                    self.store_failed("record a task's outcome", &e);
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn renew(&mut self, lease: Duration) -> Result<(), StoreError> {
+        let ids: Vec<Uuid> = self
+            .held
+            .iter()
+            .filter(|(_, h)| !h.lost)
+            .map(|(id, _)| *id)
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let renewed = self.store.renew_leases(self.id, &ids, lease).await?;
+        self.store_answered();
+        if renewed.len() < ids.len() {
+            for id in ids.iter().filter(|id| !renewed.contains(id)) {
+                if let Some(held) = self.held.get_mut(id) {
+                    held.lost = true;
+                    held.span.in_scope(|| {
+                        warn!(task = held.task.task.as_str(), task_id = %id,
+                            attempt = held.task.attempt,
+                            "lost the lease of a running task (it was cancelled, or the lease \
+                             expired and another worker claimed it); its outcome will be \
+                             discarded");
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// At the end of the grace period: abandons what still runs and gives it back to the
+    /// queue; makes a last try at recording what finished.
+    async fn give_back(&mut self, running: &mut JoinSet<Decision>) {
+        running.abort_all();
+        // An attempt may have finished just before the abort: its outcome is kept.
+        while let Some(joined) = running.join_next_with_id().await {
+            if !matches!(&joined, Err(e) if e.is_cancelled()) {
+                self.joined(joined);
+            }
+        }
+        let finished: Vec<Uuid> = self.unrecorded.iter().map(|u| u.id).collect();
+        let unfinished: Vec<Uuid> = self
+            .held
+            .keys()
+            .filter(|id| !finished.contains(id))
+            .copied()
+            .collect();
+        if !unfinished.is_empty() {
+            let mut released = None;
+            for wait in [
+                Duration::ZERO,
+                Duration::from_millis(200),
+                Duration::from_secs(1),
+            ] {
+                tokio::time::sleep(wait).await;
+                match self.store.release_tasks(self.id, &unfinished).await {
+                    Ok(n) => {
+                        released = Some(n);
+                        break;
+                    }
+                    Err(e) => warn!(worker = %self.id, error = %e,
+                        "could not give unfinished tasks back to the queue; trying again"),
+                }
+            }
+            match released {
+                Some(n) => info!(worker = %self.id, released = n,
+                    "gave back the tasks still running at the end of the shutdown grace period"),
+                None => warn!(worker = %self.id, tasks = unfinished.len(),
+                    "could not give back the tasks still running at shutdown: another worker \
+                     runs them once their leases expire"),
+            }
+            for id in &unfinished {
+                if let Some(held) = self.held.remove(id) {
+                    self.observe(&held.task, "released", held.started.elapsed());
+                }
+            }
+        }
+        self.store_ready_at = Instant::now();
+        self.record_pending().await;
+        if !self.unrecorded.is_empty() {
+            warn!(worker = %self.id, tasks = self.unrecorded.len(),
+                "stopping with task outcomes the store did not take: those tasks run again once \
+                 their leases expire (tasks must be idempotent)");
+        }
+    }
+
+    fn observe(&self, task: &ClaimedTask, status: &str, duration: Duration) {
+        for observer in self.observers {
+            observer.task_finished(&task.task, &task.queue, status, task.attempt, duration);
+        }
+    }
+
+    fn store_answered(&mut self) {
+        if self.backoff.take().is_some() {
+            info!(worker = %self.id, "the store answers again");
+        }
+    }
+
+    fn store_failed(&mut self, action: &str, e: &StoreError) {
+        let wait = self
+            .backoff
+            .map_or(FIRST_STORE_BACKOFF, |b| (b * 2).min(MAX_STORE_BACKOFF));
+        self.backoff = Some(wait);
+        self.store_ready_at = Instant::now() + wait;
+        warn!(worker = %self.id, error = %e, retry_in_ms = wait.as_millis() as u64,
+            "worker could not {action}; backing off (finished outcomes are kept and recorded \
+             when the store answers)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions_name_the_state_they_record() {
+        assert_eq!(Decision::Succeeded(None).state(), "succeeded");
+        let retry = Decision::Retry {
+            at_ms: 0,
+            status: AttemptStatus::Error,
+            chain: vec!["x".into()],
+        };
+        assert_eq!(
+            (retry.state(), retry.chain()),
+            ("retrying", &["x".to_owned()][..])
+        );
+    }
+}
