@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
-use tokio::time::Instant;
+use std::time::Instant;
 use tracing::{Instrument, debug, debug_span, error};
 use uuid::Uuid;
 
@@ -416,7 +416,7 @@ impl Context {
                 let started = Instant::now();
                 let context = Context::new(Arc::clone(&self.inner), Sender::Step(step.name))
                     .caused_by(self.cause);
-                let guarded = Guard::new(step.call.call(context, data), started + slot.step_timeout)
+                let guarded = Guard::new(step.call.call(context, data), slot.step_timeout)
                     .instrument(debug_span!("step", step = step.name))
                     .await;
                 let elapsed = started.elapsed();

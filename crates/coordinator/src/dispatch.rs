@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::join_all;
 use serde::{Serialize, Serializer};
-use tokio::time::Instant;
+use std::time::Instant;
 use tracing::{Instrument, debug, debug_span, error, field, warn};
 use uuid::Uuid;
 
@@ -267,7 +267,6 @@ async fn dispatch<P: Payload>(
         span.record("payload", field::display(redacted_json(&payload)));
     }
     let payload: AnyPayload = Arc::new(payload);
-    let start = Instant::now();
     let handlers = &slot.handlers;
     let meta = Meta {
         id,
@@ -277,12 +276,12 @@ async fn dispatch<P: Payload>(
     report.handlers = async {
         // One handler needs no join machinery: the common case stays cheap.
         if let [only] = &handlers[..] {
-            vec![run_handler(inner, only, payload, &meta, start).await]
+            vec![run_handler(inner, only, payload, &meta).await]
         } else {
             join_all(
                 handlers
                     .iter()
-                    .map(|h| run_handler(inner, h, Arc::clone(&payload), &meta, start)),
+                    .map(|h| run_handler(inner, h, Arc::clone(&payload), &meta)),
             )
             .await
         }
@@ -303,17 +302,17 @@ async fn run_handler(
     handler: &WiredHandler,
     payload: AnyPayload,
     meta: &Meta,
-    start: Instant,
 ) -> HandlerRun {
+    // Each handler's own clock: it starts when the handler is first polled, so its duration
+    // excludes the time the other handlers of the dispatch took before it.
+    let start = Instant::now();
     let context =
         Context::new(Arc::clone(inner), Sender::Handler(handler.name)).caused_by(Some(meta.id));
     let fut = handler
         .call
         .call(payload, meta.id, meta.signal, meta.sender, context);
     let span = debug_span!("handler", handler = handler.name);
-    let guarded = Guard::new(fut, start + handler.timeout)
-        .instrument(span)
-        .await;
+    let guarded = Guard::new(fut, handler.timeout).instrument(span).await;
     let duration = start.elapsed();
     let duration_us = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
     let (signal, name, dispatch_id, sender) = (meta.signal, handler.name, meta.id, meta.sender);

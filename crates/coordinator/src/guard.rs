@@ -2,7 +2,8 @@
 //! location), and a future still pending at its deadline is abandoned.
 //!
 //! The timer is only created if the future does not finish on its first poll, so the common case
-//! of a handler that enqueues work and returns costs no timer registration.
+//! of a handler that enqueues work and returns costs no timer registration (and no read of the
+//! runtime's clock).
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -10,6 +11,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Once;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
@@ -25,16 +27,17 @@ pub(crate) enum Guarded<T> {
 
 pub(crate) struct Guard<F> {
     fut: F,
-    deadline: Instant,
+    timeout: Duration,
     sleep: Option<Pin<Box<Sleep>>>,
 }
 
 impl<F: Future + Unpin> Guard<F> {
-    pub(crate) fn new(fut: F, deadline: Instant) -> Self {
+    /// Guards `fut`, which may stay pending for at most `timeout` from its first poll.
+    pub(crate) fn new(fut: F, timeout: Duration) -> Self {
         install_panic_hook();
         Self {
             fut,
-            deadline,
+            timeout,
             sleep: None,
         }
     }
@@ -58,10 +61,10 @@ impl<F: Future + Unpin> Future for Guard<F> {
                 return Poll::Ready(Guarded::Panicked { message, location });
             }
         }
-        let deadline = this.deadline;
+        let timeout = this.timeout;
         let sleep = this
             .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(Instant::now() + timeout)));
         match sleep.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Guarded::TimedOut),
             Poll::Pending => Poll::Pending,
@@ -122,10 +125,9 @@ fn install_panic_hook() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     async fn guard<F: Future>(fut: F, timeout: Duration) -> Guarded<F::Output> {
-        Guard::new(Box::pin(fut), Instant::now() + timeout).await
+        Guard::new(Box::pin(fut), timeout).await
     }
 
     #[tokio::test]

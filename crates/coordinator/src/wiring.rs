@@ -753,15 +753,20 @@ fn check_routes(
         return;
     }
     // axum refuses (by panicking) paths that conflict in other ways, such as `/orders/{id}`
-    // beside `/orders/{number}`; build the extension's router here to report that too.
-    for (i, route) in ext.routes.iter().enumerate() {
-        let routes = &ext.routes[..=i];
-        let built = crate::guard::catch_quietly(|| {
+    // beside `/orders/{number}`; build the extension's router here to report that too. One
+    // build when all is well; route by route only to find the culprit when it is not.
+    let build = |routes: &[crate::http::Route]| {
+        crate::guard::catch_quietly(|| {
             routes.iter().fold(axum::Router::new(), |r, route| {
                 r.route(route.path, route.router.clone())
             })
-        });
-        if let Err(message) = built {
+        })
+    };
+    if build(&ext.routes).is_ok() {
+        return;
+    }
+    for (i, route) in ext.routes.iter().enumerate() {
+        if let Err(message) = build(&ext.routes[..=i]) {
             push(route, format!("{message}; change one of the paths"));
             return;
         }

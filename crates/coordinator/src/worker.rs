@@ -355,7 +355,6 @@ pub(crate) async fn run_attempt(inner: &Arc<Inner>, claimed: &ClaimedTask) -> De
             Err(unreadable) => Err(unreadable),
         }
     });
-    let started = Instant::now();
     let retry = |status, chain: Vec<String>, wait: Option<Duration>| {
         if claimed.attempt >= claimed.max_attempts {
             return Decision::Dead { status, chain };
@@ -367,7 +366,7 @@ pub(crate) async fn run_attempt(inner: &Arc<Inner>, claimed: &ClaimedTask) -> De
             chain,
         }
     };
-    match Guard::new(attempt, started + wired.timeout).await {
+    match Guard::new(attempt, wired.timeout).await {
         Guarded::Finished(Ok(Ok(summary))) => Decision::Succeeded(summary.into_string()),
         Guarded::Finished(Ok(Err(TaskError::Retry(e)))) => {
             retry(AttemptStatus::Error, e.chain(), None)
