@@ -4,8 +4,8 @@
 //! tests running alongside on other threads without a subscriber would make that cache race with
 //! the subscriber installed here.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod support;
+use support::Captured;
 
 use coordinator::prelude::*;
 use coordinator::testing::{TestCoordinator, extension};
@@ -22,27 +22,6 @@ fn order() -> OrderPlaced {
     OrderPlaced {
         order_number: "EDX-1".into(),
         email: Personal::new("ada@example.com".into()),
-    }
-}
-
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
     }
 }
 
@@ -84,7 +63,7 @@ fn logs_record_every_outcome_and_never_personal_data() {
                 t.send(&ORDER_PLACED, order()).await
             })
     });
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         !logs.contains("ada@example.com"),
         "personal data leaked into the log:\n{logs}"

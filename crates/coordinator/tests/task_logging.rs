@@ -4,8 +4,9 @@
 //!
 //! This test has a binary of its own, for the reason `logging.rs` gives.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod support;
+use support::Captured;
+
 use std::time::Duration;
 
 use coordinator::prelude::*;
@@ -25,27 +26,6 @@ static SEND_RECEIPT: Task<OrderPlaced> = Task::new("shop.send_receipt", "Emails 
 #[derive(Debug, thiserror::Error)]
 #[error("the mail service refused the receipt")]
 struct Refused(#[source] std::io::Error);
-
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 #[test]
 fn retried_failures_warn_dead_tasks_error_and_personal_data_stays_out() {
@@ -97,7 +77,7 @@ fn retried_failures_warn_dead_tasks_error_and_personal_data_stays_out() {
                 (report, t.run_tasks().await)
             })
     });
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert_eq!(
         runs.iter().map(|r| r.status).collect::<Vec<_>>(),
         ["retrying", "dead"]

@@ -1,10 +1,11 @@
-//! Helpers shared by the storage suites (`store.rs`, `tasks.rs`): a database per test on each
-//! backend, and the macro that runs a test function once per backend.
+//! Helpers shared by the integration suites: a database per test on each backend, the macro that
+//! runs a test function once per backend (`store.rs`, `tasks.rs`), and a log capture
+//! (`logging.rs`, `task_logging.rs`).
 //!
 //! PostgreSQL is found at `COORDINATOR_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`). When it cannot be reached its tests are skipped
 //! with a note, unless `COORDINATOR_REQUIRE_POSTGRES=1`, which makes them fail instead.
-#![allow(dead_code)] // Each suite uses a part.
+#![allow(dead_code, unused_macros)] // Each suite uses a part.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -256,4 +257,35 @@ macro_rules! on_each_backend {
             )*
         }
     };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logs
+
+/// A `tracing` writer into a shared buffer, to assert on what was logged.
+#[derive(Clone, Default)]
+pub struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
 }
