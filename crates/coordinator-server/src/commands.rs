@@ -10,10 +10,13 @@ use coordinator::catalog::{Catalog, GraphFormat};
 use coordinator::{Coordinator, CoordinatorBuilder};
 use tracing::warn;
 
-use crate::cli::{CheckArgs, Cli, Command, DocsArgs, MigrateArgs, SignalsArgs, SignalsCommand};
+use crate::cli::{
+    CheckArgs, Cli, Command, DocsArgs, MigrateArgs, SignalsArgs, SignalsCommand, TasksCommand,
+    TasksListArgs,
+};
 use crate::config::{self, Loaded};
 use crate::server::{self, MigrateOutcome, ServeError};
-use crate::{checks, extensions, logging};
+use crate::{checks, extensions, logging, queue};
 
 /// Exit status: the configuration is unreadable or invalid, or the command failed.
 pub const EXIT_FAILURE: u8 = 1;
@@ -24,6 +27,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     logging::init(&loaded.config.log, &loaded.origin)?;
     match cli.command {
         Command::Serve => serve(loaded),
+        Command::Worker => worker(loaded),
+        Command::Tasks(args) => tasks(loaded, args.command),
         Command::Migrate(args) => migrate(loaded, &args),
         Command::Check(args) => Ok(check(loaded, &args)),
         Command::Signals(args) => signals(loaded, args),
@@ -136,6 +141,90 @@ fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => server_failure(e, &origin),
     }
+}
+
+/// `coordinator worker`.
+fn worker(loaded: Loaded) -> anyhow::Result<ExitCode> {
+    let Loaded { config, origin } = loaded;
+    match runtime()?.block_on(server::worker(config, extensions::all(), &origin)) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => server_failure(e, &origin),
+    }
+}
+
+/// `coordinator tasks list|show|retry|cancel`.
+fn tasks(loaded: Loaded, command: TasksCommand) -> anyhow::Result<ExitCode> {
+    let Loaded { config, origin } = loaded;
+    let runtime = runtime()?;
+    let coordinator = match runtime.block_on(server::open(config, extensions::all())) {
+        Ok(coordinator) => coordinator,
+        Err(e) => return server_failure(e, &origin),
+    };
+    let store = coordinator
+        .store()
+        .cloned()
+        .ok_or_else(|| anyhow!("the coordinator was built without its store"))?;
+    let outcome = runtime.block_on(async {
+        let text = match command {
+            TasksCommand::List(args) => list_tasks(&coordinator, &store, &args).await?,
+            TasksCommand::Show { id, json } => {
+                let task = store.get_task(id).await?.ok_or_else(|| {
+                    anyhow!("no task {id}; `coordinator tasks list` lists the tasks")
+                })?;
+                let task = redacted(&coordinator, task);
+                if json {
+                    self::json(&task)?
+                } else {
+                    queue::details(&task)
+                }
+            }
+            TasksCommand::Retry { id } => {
+                store.retry_task(id).await?;
+                format!("task {id} is queued again, to run now with its attempts reset\n")
+            }
+            TasksCommand::Cancel { id } => {
+                store.cancel_task(id).await?;
+                format!("task {id} is cancelled: it will not run again\n")
+            }
+        };
+        anyhow::Ok(text)
+    });
+    runtime.block_on(store.close());
+    Ok(print_stdout(&outcome?))
+}
+
+async fn list_tasks(
+    coordinator: &Coordinator,
+    store: &coordinator::Store,
+    args: &TasksListArgs,
+) -> anyhow::Result<String> {
+    let query = coordinator::store::TaskQuery {
+        state: args.state,
+        queue: args.queue.clone(),
+        task: args.task.clone(),
+        before: args.before,
+        limit: args.limit,
+    };
+    let mut page = store.list_tasks(&query).await?;
+    page.items = page
+        .items
+        .into_iter()
+        .map(|task| redacted(coordinator, task))
+        .collect();
+    if args.json {
+        json(&page)
+    } else {
+        Ok(queue::table(&page))
+    }
+}
+
+/// The task with the personal data of its payload masked.
+fn redacted(
+    coordinator: &Coordinator,
+    mut task: coordinator::store::StoredTask,
+) -> coordinator::store::StoredTask {
+    task.payload = coordinator.redact_task_payload(&task);
+    task
 }
 
 /// `coordinator migrate [--dry-run]`.
@@ -298,8 +387,7 @@ fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
 }
 
 fn json<T: coordinator::prelude::Serialize + ?Sized>(value: &T) -> anyhow::Result<String> {
-    let mut text =
-        serde_json::to_string_pretty(value).context("cannot render the catalog as JSON")?;
+    let mut text = serde_json::to_string_pretty(value).context("cannot render as JSON")?;
     text.push('\n');
     Ok(text)
 }

@@ -3,12 +3,13 @@
 //! without a socket.
 //!
 //! - [`cli`] and [`commands`]: what `coordinator` accepts and runs (`check`, `signals`, `graph`,
-//!   `docs`, `migrate`, `serve`).
+//!   `docs`, `migrate`, `serve`, `worker`, `tasks`).
+//! - [`queue`]: `coordinator tasks` output, the task queue as text.
 //! - [`checks`]: the server's own configuration checks, reported with the wiring's.
 //! - [`http`]: the router (`/health`, `/ready`, `/metrics`, `/api/openapi.json`, `/api/v1/*`
 //!   and every extension's routes) and its middleware, auth, metrics and OpenAPI document.
-//! - [`server`]: `coordinator serve` and `coordinator migrate`: store, migrations, dispatch log
-//!   writer, listener, graceful shutdown.
+//! - [`server`]: `coordinator serve`, `coordinator worker` and `coordinator migrate`: store,
+//!   migrations, dispatch log writer, task worker, listener, graceful shutdown.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -17,10 +18,12 @@
 //! use coordinator_server::{extensions, http, server};
 //!
 //! let config = Config::from_toml("[extensions]\nenabled = []\n")?;
-//! let prepared = server::prepare(config, extensions::all()).map_err(|v| v.to_string())?;
-//! let store = Store::connect(&prepared.coordinator.config().storage).await?;
+//! // Validate first (no I/O), then connect the store and build over it.
+//! let validated = server::validate(config, extensions::all()).map_err(|v| v.to_string())?;
+//! let store = Store::connect(&validated.config().storage).await?;
+//! let prepared = validated.prepare(store.clone()).map_err(|v| v.to_string())?;
 //! store.migrate(&prepared.coordinator.migrations()).await?;
-//! let router = http::router(prepared.state(store));
+//! let router = http::router(prepared.state());
 //! # let _ = router; Ok(()) }
 //! ```
 
@@ -31,4 +34,5 @@ pub mod config;
 pub mod extensions;
 pub mod http;
 pub mod logging;
+pub mod queue;
 pub mod server;

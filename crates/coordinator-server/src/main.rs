@@ -1,8 +1,9 @@
 //! `coordinator`: the Commerce Coordinator's command line.
 //!
-//! `serve` runs the HTTP server; `migrate` brings the database up to date; `check` validates the
-//! configuration; `signals`, `graph` and `docs` print the catalog. Exit status: 0 success, 1
-//! invalid or unreadable configuration or a failed command, 2 usage error.
+//! `serve` runs the HTTP server (with an embedded task worker); `worker` runs tasks only; `tasks`
+//! inspects and operates the task queue; `migrate` brings the database up to date; `check`
+//! validates the configuration; `signals`, `graph` and `docs` print the catalog. Exit status:
+//! 0 success, 1 invalid or unreadable configuration or a failed command, 2 usage error.
 
 use std::process::ExitCode;
 

@@ -1,11 +1,17 @@
-//! `coordinator serve` and `coordinator migrate`.
+//! `coordinator serve`, `coordinator worker` and `coordinator migrate`.
 //!
 //! Serving, in order: validate the configuration (wiring and server settings, every problem at
-//! once), build the coordinator with the dispatch log and the metrics as observers, connect the
-//! store, apply pending migrations, start the dispatch log writer, bind, log
-//! `listening on http://ADDR`, serve. On SIGTERM or SIGINT: stop accepting, let in-flight
-//! requests finish within `[server] shutdown_grace`, stop the dispatch log writer (it writes
-//! everything buffered), close the store.
+//! once), connect the store, build the coordinator over it with the dispatch log and the metrics
+//! as observers, apply pending migrations, start the dispatch log writer, bind, start the
+//! embedded worker (`[worker] embedded`), log `listening on http://ADDR`, serve. On SIGTERM or
+//! SIGINT: stop accepting and stop claiming tasks; let in-flight requests finish within
+//! `[server] shutdown_grace` and running tasks within `[worker] shutdown_grace` (the tasks still
+//! running then are given back to the queue); stop the dispatch log writer (it writes
+//! everything buffered); close the store.
+//!
+//! `coordinator worker` is the same without the HTTP server: it checks that the database is
+//! migrated (it does not migrate), runs a worker and the dispatch log writer (tasks send
+//! signals too), and stops the same way.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,7 +20,8 @@ use std::sync::Arc;
 use coordinator::dispatch_log::dispatch_log;
 use coordinator::store::{AppliedMigration, PendingMigration, Store};
 use coordinator::{
-    Config, Coordinator, DispatchLogWriter, Extension, StoreError, Validation, WiringError,
+    Config, Coordinator, CoordinatorBuilder, DispatchLogWriter, Extension, StoreError,
+    TaskObserver, Validation, WiringError, Worker,
 };
 use tokio::net::TcpListener;
 use tracing::{error, info, warn};
@@ -22,12 +29,85 @@ use tracing::{error, info, warn};
 use crate::checks;
 use crate::http::{self, AppState, Auth, Metrics};
 
-/// A validated configuration, built into everything the server runs except the database.
+/// A configuration validated against the extensions (wiring and server settings), not built
+/// yet: the coordinator is built once the store is connected ([`Validated::prepare`]), so that
+/// a configuration with problems is refused before any database is touched.
+pub struct Validated {
+    builder: CoordinatorBuilder,
+    config: Config,
+}
+
+impl std::fmt::Debug for Validated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Validated").finish_non_exhaustive()
+    }
+}
+
+/// Validates `config` against `extensions`: the wiring and the server's own settings. On any
+/// error, returns every problem. Does no I/O.
+pub fn validate(
+    config: Config,
+    extensions: Vec<Box<dyn Extension>>,
+) -> Result<Validated, Validation> {
+    let builder = Coordinator::builder()
+        .extensions(extensions)
+        .config(config.clone());
+    let validation = checks::validate(&builder, &config);
+    if !validation.is_valid() {
+        return Err(validation);
+    }
+    Ok(Validated { builder, config })
+}
+
+impl Validated {
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Builds the coordinator over `store` (where tasks are enqueued), observed by the dispatch
+    /// log (unless `[dispatch_log] enabled = false`) and the metrics.
+    pub fn prepare(self, store: Store) -> Result<Prepared, Validation> {
+        let Validated { builder, config } = self;
+        // The checks report any problem of `[auth]`; this cannot fail after them.
+        let auth = Auth::from_config(&config.auth).map_err(|e| Validation {
+            errors: vec![WiringError::Setting {
+                at: "[auth.jwt]".to_owned(),
+                message: e.to_string(),
+            }],
+            warnings: Vec::new(),
+        })?;
+        let (builder, writer, stats) = if config.dispatch_log.enabled {
+            let (log, writer) = dispatch_log(&config.dispatch_log);
+            let stats = log.stats();
+            (builder.observe(log), Some(writer), Some(stats))
+        } else {
+            (builder, None, None)
+        };
+        let metrics = Arc::new(Metrics::new(stats));
+        let coordinator = builder
+            .observe(Arc::clone(&metrics) as Arc<dyn coordinator::DispatchObserver>)
+            .store(store.clone())
+            .build()
+            .map_err(|e| e.validation)?;
+        Ok(Prepared {
+            coordinator,
+            store,
+            metrics,
+            auth: Arc::new(auth),
+            dispatch_log_writer: writer,
+        })
+    }
+}
+
+/// Everything the server and the worker run, built over a connected store.
 #[derive(Debug)]
 pub struct Prepared {
-    /// The coordinator, observed by the dispatch log and the metrics.
+    /// The coordinator, with the store, observed by the dispatch log and the metrics.
     pub coordinator: Coordinator,
-    /// The metrics registry (also an observer of the coordinator).
+    /// The database (the coordinator's store).
+    pub store: Store,
+    /// The metrics registry (also an observer of the coordinator and its workers).
     pub metrics: Arc<Metrics>,
     /// The compiled `[auth]`.
     pub auth: Arc<Auth>,
@@ -36,11 +116,11 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// The state of the router, over `store`.
-    pub fn state(&self, store: Store) -> AppState {
+    /// The state of the router.
+    pub fn state(&self) -> AppState {
         AppState {
             coordinator: self.coordinator.clone(),
-            store,
+            store: self.store.clone(),
             metrics: Arc::clone(&self.metrics),
             auth: Arc::clone(&self.auth),
             migrations: self.coordinator.migrations().into(),
@@ -48,45 +128,14 @@ impl Prepared {
     }
 }
 
-/// Validates `config` against `extensions` (wiring and server settings) and builds everything
-/// but the database. On any error, returns every problem.
+/// Validates `config` against `extensions`, then builds everything over `store`; see
+/// [`validate`] and [`Validated::prepare`].
 pub fn prepare(
     config: Config,
     extensions: Vec<Box<dyn Extension>>,
+    store: Store,
 ) -> Result<Prepared, Validation> {
-    let builder = Coordinator::builder()
-        .extensions(extensions)
-        .config(config.clone());
-    let validation = checks::validate(&builder, &config);
-    if !validation.is_valid() {
-        return Err(validation);
-    }
-    // The checks above report any problem of `[auth]`; this cannot fail after them.
-    let auth = Auth::from_config(&config.auth).map_err(|e| Validation {
-        errors: vec![WiringError::Setting {
-            at: "[auth.jwt]".to_owned(),
-            message: e.to_string(),
-        }],
-        warnings: Vec::new(),
-    })?;
-    let (builder, writer, stats) = if config.dispatch_log.enabled {
-        let (log, writer) = dispatch_log(&config.dispatch_log);
-        let stats = log.stats();
-        (builder.observe(log), Some(writer), Some(stats))
-    } else {
-        (builder, None, None)
-    };
-    let metrics = Arc::new(Metrics::new(stats));
-    let coordinator = builder
-        .observe(Arc::clone(&metrics) as Arc<dyn coordinator::DispatchObserver>)
-        .build()
-        .map_err(|e| e.validation)?;
-    Ok(Prepared {
-        coordinator,
-        metrics,
-        auth: Arc::new(auth),
-        dispatch_log_writer: writer,
-    })
+    validate(config, extensions)?.prepare(store)
 }
 
 /// Why the server could not start or stopped abnormally.
@@ -116,6 +165,14 @@ pub enum ServeError {
     /// The server failed while serving.
     #[error("the HTTP server failed: {0}")]
     Serve(std::io::Error),
+    /// The database lacks migrations (`coordinator worker` does not apply them).
+    #[error(
+        "the database is not migrated: {} migration(s) pending ({}); run `coordinator migrate` \
+         (or start `coordinator serve`, which migrates), then start the worker again",
+        .0.len(),
+        .0.iter().map(|m| format!("{}/{} {}", m.extension, m.version, m.name)).collect::<Vec<_>>().join(", ")
+    )]
+    NotMigrated(Vec<PendingMigration>),
 }
 
 /// Runs the server until SIGTERM or SIGINT, then shuts down gracefully.
@@ -124,11 +181,8 @@ pub async fn serve(
     extensions: Vec<Box<dyn Extension>>,
     origin: &str,
 ) -> Result<(), ServeError> {
-    let mut prepared = prepare(config, extensions).map_err(ServeError::Invalid)?;
-    for w in prepared.coordinator.warnings() {
-        warn!("{origin}: {w}");
-    }
-    let config = prepared.coordinator.config().clone();
+    let validated = validate(config, extensions).map_err(ServeError::Invalid)?;
+    let config = validated.config().clone();
     let addr: SocketAddr = config.server.bind.parse().map_err(|_| {
         ServeError::Invalid(Validation {
             errors: checks::server_settings(&config),
@@ -137,22 +191,26 @@ pub async fn serve(
     })?;
 
     let store = Store::connect(&config.storage).await?;
+    let mut prepared = validated
+        .prepare(store.clone())
+        .map_err(ServeError::Invalid)?;
+    for w in prepared.coordinator.warnings() {
+        warn!("{origin}: {w}");
+    }
     let applied = store.migrate(&prepared.coordinator.migrations()).await?;
     log_applied(&applied);
 
-    let (stop_writer, writer_stopped) = tokio::sync::oneshot::channel::<()>();
-    let writer = prepared.dispatch_log_writer.take().map(|writer| {
-        tokio::spawn(writer.run(store.clone(), async move {
-            let _ = writer_stopped.await;
-        }))
-    });
-
+    let writer = Background::dispatch_log_writer(&mut prepared);
     let shutdown = shutdown_signal().map_err(ServeError::Signals)?;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;
     let local = listener.local_addr().map_err(ServeError::Serve)?;
-    let app = http::router(prepared.state(store.clone()));
+    let app = http::router(prepared.state());
+    let worker = config
+        .worker
+        .embedded
+        .then(|| Background::worker(&prepared, "embedded"));
     info!(backend = %store.backend(), "listening on http://{local}");
 
     let (begin_shutdown, shutdown_begun) = tokio::sync::oneshot::channel::<()>();
@@ -164,10 +222,17 @@ pub async fn serve(
             .into_future(),
     );
     let grace = config.server.shutdown_grace.0;
-    let served = tokio::select! {
-        result = &mut server => Some(result),
-        signal = shutdown => {
-            info!(signal, grace = ?grace, "shutting down: no new connections; waiting for requests in flight");
+    let (served, signal) = tokio::select! {
+        result = &mut server => (Some(result), None),
+        signal = shutdown => (None, Some(signal)),
+    };
+    // The worker stops at the same time as the listener: it finishes (or gives back) its
+    // running tasks within [worker] shutdown_grace while the requests in flight finish.
+    let worker_stopped = worker.map(Background::stop);
+    let served = match (served, signal) {
+        (Some(result), _) => Some(result),
+        (None, signal) => {
+            info!(signal = signal.unwrap_or("?"), grace = ?grace, "shutting down: no new connections; waiting for requests in flight");
             let _ = begin_shutdown.send(());
             match tokio::time::timeout(grace, &mut server).await {
                 Ok(result) => Some(result),
@@ -184,17 +249,117 @@ pub async fn serve(
         Some(Ok(Err(e))) => Err(ServeError::Serve(e)),
         Some(Err(join)) => Err(ServeError::Serve(std::io::Error::other(join))),
     };
+    if let Some(stopped) = worker_stopped {
+        stopped.await;
+    }
 
     // Nothing sends any more: write every buffered report, then close the database.
-    let _ = stop_writer.send(());
     if let Some(writer) = writer {
-        if let Err(e) = writer.await {
-            error!(error = %e, "the dispatch log writer failed while stopping");
-        }
+        writer.stop().await;
     }
     store.close().await;
     info!("stopped");
     outcome
+}
+
+/// Runs tasks only (`coordinator worker`) until SIGTERM or SIGINT, then lets running tasks
+/// finish within `[worker] shutdown_grace`, gives the rest back, and returns.
+///
+/// It does not migrate: it refuses to start while a migration is pending (run
+/// `coordinator migrate`, or start `coordinator serve`, which migrates).
+pub async fn worker(
+    config: Config,
+    extensions: Vec<Box<dyn Extension>>,
+    origin: &str,
+) -> Result<(), ServeError> {
+    let validated = validate(config, extensions).map_err(ServeError::Invalid)?;
+    let config = validated.config().clone();
+    let store = Store::connect(&config.storage).await?;
+    let mut prepared = validated
+        .prepare(store.clone())
+        .map_err(ServeError::Invalid)?;
+    for w in prepared.coordinator.warnings() {
+        warn!("{origin}: {w}");
+    }
+    let pending = store
+        .pending_migrations(&prepared.coordinator.migrations())
+        .await?;
+    if !pending.is_empty() {
+        store.close().await;
+        return Err(ServeError::NotMigrated(pending));
+    }
+    let shutdown = shutdown_signal().map_err(ServeError::Signals)?;
+    let writer = Background::dispatch_log_writer(&mut prepared);
+    let worker = Background::worker(&prepared, "standalone");
+    let signal = shutdown.await;
+    info!(signal, grace = ?config.worker.shutdown_grace.0, "shutting down: no more claims; waiting for running tasks");
+    worker.stop().await;
+    if let Some(writer) = writer {
+        writer.stop().await;
+    }
+    store.close().await;
+    info!("stopped");
+    Ok(())
+}
+
+/// A task running in the background until told to stop: the dispatch log writer or a worker.
+struct Background {
+    what: &'static str,
+    stop: tokio::sync::oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Background {
+    /// Starts the dispatch log writer, if the log is enabled.
+    fn dispatch_log_writer(prepared: &mut Prepared) -> Option<Self> {
+        let writer = prepared.dispatch_log_writer.take()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(writer.run(prepared.store.clone(), async move {
+            let _ = stopped.await;
+        }));
+        Some(Self {
+            what: "the dispatch log writer",
+            stop,
+            handle,
+        })
+    }
+
+    /// Starts a worker of `[worker]`, observed by the metrics.
+    fn worker(prepared: &Prepared, kind: &str) -> Self {
+        let config = prepared.coordinator.config().worker.clone();
+        let worker = Worker::new(prepared.coordinator.clone(), config.clone())
+            .observe(Arc::clone(&prepared.metrics) as Arc<dyn TaskObserver>);
+        let queues = if config.queues.is_empty() {
+            "every queue".to_owned()
+        } else {
+            config.queues.join(", ")
+        };
+        info!(
+            backend = %prepared.store.backend(),
+            concurrency = config.concurrency,
+            "{kind} worker {} started, queues: {queues}",
+            worker.id()
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(worker.run(async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            what: "the worker",
+            stop,
+            handle,
+        }
+    }
+
+    /// Tells it to stop; the future resolves once it has.
+    fn stop(self) -> impl Future<Output = ()> {
+        let _ = self.stop.send(());
+        async move {
+            if let Err(e) = self.handle.await {
+                error!(error = %e, "{} failed while stopping", self.what);
+            }
+        }
+    }
 }
 
 /// Resolves with the signal's name on SIGTERM or SIGINT. The handlers are installed at once, so
@@ -246,13 +411,8 @@ pub async fn migrate(
     extensions: Vec<Box<dyn Extension>>,
     dry_run: bool,
 ) -> Result<MigrateOutcome, ServeError> {
-    let builder = Coordinator::builder()
-        .extensions(extensions)
-        .config(config.clone());
-    let validation = checks::validate(&builder, &config);
-    if !validation.is_valid() {
-        return Err(ServeError::Invalid(validation));
-    }
+    let Validated { builder, config } =
+        validate(config, extensions).map_err(ServeError::Invalid)?;
     let coordinator = builder
         .build()
         .map_err(|e| ServeError::Invalid(e.validation))?;
@@ -271,4 +431,19 @@ pub async fn migrate(
     };
     store.close().await;
     Ok(outcome?)
+}
+
+/// Validates `config`, connects the store and builds the coordinator over it, without
+/// observers, for the commands that operate on the store (`coordinator tasks`).
+pub async fn open(
+    config: Config,
+    extensions: Vec<Box<dyn Extension>>,
+) -> Result<Coordinator, ServeError> {
+    let Validated { builder, config } =
+        validate(config, extensions).map_err(ServeError::Invalid)?;
+    let store = Store::connect(&config.storage).await?;
+    builder
+        .store(store)
+        .build()
+        .map_err(|e| ServeError::Invalid(e.validation))
 }

@@ -86,7 +86,7 @@ fn check_accepts_the_embedded_default() {
             "configuration OK (embedded default (config/default.toml))",
             "1 extension enabled (demo)",
             "3 signals",
-            "5 handlers connected",
+            "6 handlers connected",
             "1 filter",
         ],
     );
@@ -133,7 +133,7 @@ fn deny_warnings_fails_on_an_unwired_signal_that_plain_check_accepts() {
         &format!(
             r#"{DEMO_FILTERS}
 [signals]
-"demo.order_placed" = ["demo.enroll_learner", "demo.notify_unreachable_crm", "demo.audit_with_bug"]
+"demo.order_placed" = ["demo.enroll_learner", "demo.record_order", "demo.notify_unreachable_crm", "demo.audit_with_bug"]
 "demo.payment_refunded" = ["demo.revoke_seat"]
 "#
         ),
@@ -241,7 +241,7 @@ fn signals_lists_the_demo_signals_in_a_table() {
         &[
             "demo",
             "OrderPlaced",
-            "demo.enroll_learner, demo.notify_unreachable_crm",
+            "demo.enroll_learner, demo.record_order, demo.notify_unreachable_crm",
         ],
     );
 }
@@ -260,6 +260,7 @@ fn signals_json_is_the_whole_catalog() {
         order_placed["handlers"],
         serde_json::json!([
             "demo.enroll_learner",
+            "demo.record_order",
             "demo.notify_unreachable_crm",
             "demo.audit_with_bug"
         ])

@@ -52,7 +52,14 @@ async fn order_is_logged_with_every_outcome(server: &Server) {
     };
     let enroll = run("demo.enroll_learner");
     assert_eq!(enroll["status"], "ok");
-    assert!(enroll["result"].as_str().unwrap().starts_with("enrolled"));
+    // The handler enqueued its durable task: its result is the task id.
+    assert_eq!(enroll["result"].as_str().unwrap().len(), 36, "{enroll}");
+    assert!(
+        run("demo.record_order")["result"]
+            .as_str()
+            .unwrap()
+            .ends_with(" for user 42")
+    );
     let crm = run("demo.notify_unreachable_crm");
     assert_eq!(crm["status"], "error");
     assert_eq!(
@@ -71,11 +78,12 @@ async fn order_is_logged_with_every_outcome(server: &Server) {
             .contains("audit trail is empty for order EDX-100001")
     );
 
-    // The handler's follow-up dispatch is logged too, sent by the handler.
+    // The chain goes on: the handler enqueued demo.enroll_in_course, which the embedded worker
+    // ran, and the task's follow-up dispatch is logged too, sent by the task.
     let follow_up = eventually(
         server,
         "/api/v1/dispatches?signal=demo.learner_enrolled&status=ok",
-        |r| r.status == 200 && r.body.contains("handler:demo.enroll_learner"),
+        |r| r.status == 200 && r.body.contains("task:demo.enroll_in_course"),
     )
     .await;
     assert!(!follow_up.body.contains(EMAIL));

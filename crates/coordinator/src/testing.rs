@@ -264,8 +264,6 @@ impl TestCoordinator {
         uri: &str,
         body: Option<serde_json::Value>,
     ) -> (axum::http::StatusCode, serde_json::Value) {
-        use tower::ServiceExt;
-        let router = crate::http::extension_routes(&self.coordinator, |r| r);
         let mut request = axum::http::Request::builder().method(method).uri(uri);
         let body = match body {
             Some(json) => {
@@ -274,8 +272,20 @@ impl TestCoordinator {
             }
             None => axum::body::Body::empty(),
         };
+        self.request(request.body(body).expect("a valid test request"))
+            .await
+    }
+
+    /// Sends any request (headers, raw body) to the extension routes, as [`TestCoordinator::call`]
+    /// does; answers the status and the body as JSON (`null` when empty or not JSON).
+    pub async fn request(
+        &self,
+        request: axum::http::Request<axum::body::Body>,
+    ) -> (axum::http::StatusCode, serde_json::Value) {
+        use tower::ServiceExt;
+        let router = crate::http::extension_routes(&self.coordinator, |r| r);
         let response = router
-            .oneshot(request.body(body).expect("a valid test request"))
+            .oneshot(request)
             .await
             .expect("routers are infallible");
         let status = response.status();

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use coordinator::prelude::*;
 
 use crate::error::DemoError;
-use crate::signals::{LEARNER_ENROLLED, LearnerEnrolled, OrderPlaced, PaymentRefunded};
+use crate::signals::{LearnerEnrolled, OrderPlaced, PaymentRefunded};
+use crate::tasks::{ENROLL_IN_COURSE, EnrollInCourse};
 
 /// One seat in the sandbox LMS.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +38,25 @@ impl DemoState {
         self.lock().iter().cloned().collect()
     }
 
+    /// Enrolls, unless the same order already holds this seat: enrolling is idempotent, as the
+    /// work of a task that may run more than once must be. Returns whether a seat was added.
+    pub fn enroll(&self, enrollment: Enrollment) -> bool {
+        let mut enrollments = self.lock();
+        let exists = enrollments.iter().any(|e| {
+            e.order_number == enrollment.order_number
+                && e.course_run_key == enrollment.course_run_key
+                && e.lms_user_id == enrollment.lms_user_id
+        });
+        if exists {
+            return false;
+        }
+        if enrollments.len() == SANDBOX_CAPACITY {
+            enrollments.pop_front();
+        }
+        enrollments.push_back(enrollment);
+        true
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Enrollment>> {
         self.enrollments
             .lock()
@@ -45,17 +65,22 @@ impl DemoState {
 }
 
 pub(crate) fn declare(ext: &mut ExtensionBuilder<'_>, state: &DemoState) {
-    let lms = state.clone();
     ext.handler(
         "demo.enroll_learner",
-        "Enrolls the learner in the course run they paid for (in the sandbox LMS), then sends demo.learner_enrolled.",
-        move |event: Event<OrderPlaced>| enroll_learner(lms.clone(), event),
-    );
+        "Enqueues demo.enroll_in_course for the learner's seat (the LMS call is slow and may fail, so it runs as a durable task).",
+        enroll_learner,
+    )
+    .enqueues(&ENROLL_IN_COURSE);
     let lms = state.clone();
     ext.handler(
         "demo.revoke_seat",
         "Revokes the seat that a refunded payment paid for (in the sandbox LMS).",
         move |event: Event<PaymentRefunded>| revoke_seat(lms.clone(), event),
+    )
+    .handler(
+        "demo.record_order",
+        "Reads the order and records a one-line summary of it (no I/O: the cheapest useful handler).",
+        record_order,
     )
     .handler(
         "demo.notify_unreachable_crm",
@@ -74,32 +99,31 @@ pub(crate) fn declare(ext: &mut ExtensionBuilder<'_>, state: &DemoState) {
     );
 }
 
-async fn enroll_learner(lms: DemoState, event: Event<OrderPlaced>) -> HandlerResult {
+async fn enroll_learner(event: Event<OrderPlaced>) -> HandlerResult {
     let order = event.payload();
-    {
-        let mut enrollments = lms.lock();
-        if enrollments.len() == SANDBOX_CAPACITY {
-            enrollments.pop_front();
-        }
-        enrollments.push_back(Enrollment {
-            lms_user_id: order.lms_user_id,
-            course_run_key: order.course_run_key.clone(),
-            order_number: order.order_number.clone(),
-            active: true,
-        });
-    }
-    let follow_up = event
+    let task_id = event
         .context()
-        .send_robust(
-            &LEARNER_ENROLLED,
-            LearnerEnrolled {
+        .enqueue_with(
+            &ENROLL_IN_COURSE,
+            EnrollInCourse {
                 lms_user_id: order.lms_user_id,
                 course_run_key: order.course_run_key.clone(),
                 order_number: order.order_number.clone(),
             },
+            // One enrollment task per order and seat, however often the order is announced.
+            EnqueueOptions::default()
+                .unique(format!("{}/{}", order.order_number, order.course_run_key)),
         )
-        .await;
-    Ok(format!("enrolled; follow-up dispatch {}", follow_up.id).into())
+        .await?;
+    Ok(task_id.into())
+}
+
+async fn record_order(event: Event<OrderPlaced>) -> HandlerResult {
+    Ok(format!(
+        "order {} for user {}",
+        event.order_number, event.lms_user_id
+    )
+    .into())
 }
 
 async fn revoke_seat(lms: DemoState, event: Event<PaymentRefunded>) -> HandlerResult {

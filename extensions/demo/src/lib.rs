@@ -3,7 +3,10 @@
 //! - Signals: `demo.order_placed` (with personal data), `demo.payment_refunded`, and
 //!   `demo.learner_enrolled`, which a handler sends as a follow-up.
 //! - Handlers: some that succeed, one that always fails (with an error chain) and one that
-//!   always panics, to show that neither stops the others.
+//!   always panics, to show that neither stops the others; `demo.enroll_learner` enqueues the
+//!   durable task `demo.enroll_in_course`, which sends `demo.learner_enrolled` when it is done.
+//! - A signed payment webhook that records each event once (the inbox) and enqueues
+//!   `demo.handle_payment_event` in the same transaction.
 //! - A filter, `demo.payment_page_redirect_requested`, whose steps transform the data, halt the
 //!   pipeline for embargoed countries, or fail.
 //!
@@ -15,6 +18,8 @@ mod filters;
 mod handlers;
 mod routes;
 mod signals;
+mod tasks;
+mod webhooks;
 
 use coordinator::prelude::*;
 
@@ -25,6 +30,8 @@ pub use routes::{Dispatched, HandlerStatus, PaymentPage, PaymentPageQuery};
 pub use signals::{
     LEARNER_ENROLLED, LearnerEnrolled, ORDER_PLACED, OrderPlaced, PAYMENT_REFUNDED, PaymentRefunded,
 };
+pub use tasks::{ENROLL_IN_COURSE, EnrollInCourse, HANDLE_PAYMENT_EVENT, PaymentEvent};
+pub use webhooks::{DemoSettings, INBOX_SOURCE, WebhookAck, sign};
 
 /// The demo extension. Its state (the sandbox LMS) is shared by its handlers.
 #[derive(Clone, Debug, Default)]
@@ -54,9 +61,11 @@ impl Extension for DemoExtension {
         ext.signal(&ORDER_PLACED)
             .signal(&PAYMENT_REFUNDED)
             .signal(&LEARNER_ENROLLED);
+        let settings: DemoSettings = ext.settings();
         handlers::declare(ext, &self.state);
+        tasks::declare(ext, &self.state);
         filters::declare(ext);
-        routes::declare(ext);
+        routes::declare(ext, settings);
     }
 }
 

@@ -5,6 +5,7 @@ use coordinator::prelude::*;
 
 use crate::filters::{PAYMENT_PAGE_REDIRECT_REQUESTED, PaymentPageRequest};
 use crate::signals::{ORDER_PLACED, OrderPlaced, PAYMENT_REFUNDED, PaymentRefunded};
+use crate::webhooks::DemoSettings;
 
 /// What a route that sends a signal answers: the dispatch and how each handler ended.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
@@ -63,7 +64,19 @@ pub struct PaymentPageQuery {
     pub country: String,
 }
 
-pub(crate) fn declare(ext: &mut ExtensionBuilder<'_>) {
+pub(crate) fn declare(ext: &mut ExtensionBuilder<'_>, settings: DemoSettings) {
+    ext.route(
+        Route::post(
+            "/webhooks/payments",
+            move |ctx: Context, headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                crate::webhooks::payment_webhook(settings.clone(), ctx, headers, body)
+            },
+        )
+        .public()
+        .doc("The payment processor's webhook, signed with HMAC-SHA256 (`X-Demo-Signature: sha256=<hex>`). Each event is handled once: a redelivery is answered 200 without new work.")
+        .request::<crate::tasks::PaymentEvent>()
+        .response::<crate::webhooks::WebhookAck>(),
+    );
     ext.route(
         Route::post("/orders", place_order)
             .doc("Records that an order was placed and paid for: sends demo.order_placed and answers with the dispatch.")

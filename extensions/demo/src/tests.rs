@@ -5,6 +5,10 @@ use super::*;
 
 const DEFAULT_CONFIG: &str = include_str!("../../../config/default.toml");
 
+fn uuid_like(s: &str) -> bool {
+    s.len() == 36 && s.chars().filter(|c| *c == '-').count() == 4
+}
+
 fn order() -> OrderPlaced {
     OrderPlaced {
         order_number: "EDX-100001".into(),
@@ -18,6 +22,7 @@ fn order() -> OrderPlaced {
 fn harness(state: &DemoState) -> TestCoordinator {
     TestCoordinator::builder()
         .extension(DemoExtension::with_state(state.clone()))
+        .with_store()
         .recorder::<LearnerEnrolled>("testing.saw_enrollment")
         .wiring(&DEFAULT_CONFIG.replace(
             "\"demo.learner_enrolled\" = [\"demo.welcome_learner\"]",
@@ -38,9 +43,15 @@ async fn an_order_enrolls_the_learner_while_the_failing_and_panicking_handlers_a
     let t = harness(&state);
     let report = t.send(&ORDER_PLACED, order()).await;
 
-    assert_eq!(report.handlers.len(), 3);
+    assert_eq!(report.handlers.len(), 4);
     let enroll = report.run("demo.enroll_learner").unwrap();
-    assert!(enroll.outcome.is_ok(), "{enroll:?}");
+    let Outcome::Ok {
+        result: Some(task_id),
+    } = &enroll.outcome
+    else {
+        panic!("enroll_learner answers with the id of the task it enqueued: {enroll:?}");
+    };
+    assert!(uuid_like(task_id), "{task_id}");
     assert_eq!(
         report.run("demo.notify_unreachable_crm").unwrap().outcome,
         Outcome::Error {
@@ -61,6 +72,12 @@ async fn an_order_enrolls_the_learner_while_the_failing_and_panicking_handlers_a
         other => panic!("expected a panic, got {other:?}"),
     }
 
+    assert!(
+        state.enrollments().is_empty(),
+        "enrolling is the task's work, not the handler's"
+    );
+    let runs = t.run_tasks().await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!(state.enrollments().len(), 1);
     let seen = t.seen::<LearnerEnrolled>("testing.saw_enrollment");
     assert_eq!(seen.len(), 1, "the follow-up signal reached its handlers");
@@ -80,6 +97,7 @@ async fn a_refund_revokes_the_seat_it_paid_for() {
     let state = DemoState::default();
     let t = harness(&state);
     t.send(&ORDER_PLACED, order()).await;
+    t.run_tasks().await;
     let report = t
         .send(
             &PAYMENT_REFUNDED,
@@ -181,7 +199,8 @@ async fn posting_an_order_sends_the_signal_and_answers_with_the_dispatch() {
         .iter()
         .map(|h| h["status"].as_str().unwrap())
         .collect();
-    assert_eq!(statuses, ["ok", "error", "panicked"]);
+    assert_eq!(statuses, ["ok", "ok", "error", "panicked"]);
+    t.run_tasks().await;
     assert_eq!(state.enrollments()[0].order_number, "EDX-7");
 }
 
@@ -226,4 +245,129 @@ async fn the_payment_page_route_answers_or_refuses() {
         .await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["detail"], "payments from KP are not accepted");
+}
+
+#[tokio::test]
+async fn announcing_the_same_order_twice_enqueues_one_enrollment() {
+    let state = DemoState::default();
+    let t = harness(&state);
+    let first = t.send(&ORDER_PLACED, order()).await;
+    let second = t.send(&ORDER_PLACED, order()).await;
+    assert_eq!(
+        first.run("demo.enroll_learner").unwrap().outcome,
+        second.run("demo.enroll_learner").unwrap().outcome,
+        "the unique key returns the pending task's id"
+    );
+    t.run_tasks().await;
+    assert_eq!(state.enrollments().len(), 1);
+}
+
+const SECRET: &str = "whsec_test";
+
+fn webhook_harness(state: &DemoState, secret: Option<&str>) -> TestCoordinator {
+    let settings = secret.map_or(String::new(), |s| {
+        format!("[extension.demo]\nwebhook_secret = \"{s}\"\n")
+    });
+    TestCoordinator::builder()
+        .extension(DemoExtension::with_state(state.clone()))
+        .with_store()
+        .wiring(&format!("{DEFAULT_CONFIG}\n{settings}"))
+        .build()
+}
+
+fn refund_event(id: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "id": id,
+        "type": "payment.refunded",
+        "refund": {"order_number": "EDX-100001", "refund_id": "re_9", "amount_cents": 4900}
+    }))
+    .unwrap()
+}
+
+fn webhook_request(
+    body: &[u8],
+    signature: Option<String>,
+) -> axum::http::Request<axum::body::Body> {
+    let mut request = axum::http::Request::builder()
+        .method("POST")
+        .uri("/api/demo/webhooks/payments")
+        .header("content-type", "application/json");
+    if let Some(signature) = signature {
+        request = request.header("x-demo-signature", signature);
+    }
+    request.body(axum::body::Body::from(body.to_vec())).unwrap()
+}
+
+#[tokio::test]
+async fn a_webhook_delivered_three_times_at_once_is_handled_once() {
+    let state = DemoState::default();
+    let t = webhook_harness(&state, Some(SECRET));
+    t.send(&ORDER_PLACED, order()).await;
+    t.run_tasks().await;
+    assert!(state.enrollments()[0].active);
+
+    let body = refund_event("evt_1");
+    let deliveries = (0..3).map(|_| t.request(webhook_request(&body, Some(sign(SECRET, &body)))));
+    let answers = futures_util::future::join_all(deliveries).await;
+    let mut statuses: Vec<u16> = answers.iter().map(|(s, _)| s.as_u16()).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 200, 202], "{answers:?}");
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|(_, b)| b["first_delivery"] == true)
+            .count(),
+        1
+    );
+
+    let runs = t.run_tasks().await;
+    assert_eq!(runs.len(), 1, "one task for three deliveries: {runs:?}");
+    assert!(
+        !state.enrollments()[0].active,
+        "the refund revoked the seat"
+    );
+}
+
+#[tokio::test]
+async fn a_webhook_with_a_bad_signature_is_refused() {
+    let t = webhook_harness(&DemoState::default(), Some(SECRET));
+    let body = refund_event("evt_2");
+    let (status, problem) = t
+        .request(webhook_request(&body, Some(sign("wrong", &body))))
+        .await;
+    assert_eq!(status, 401, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("does not match"),
+        "{problem}"
+    );
+    let (status, problem) = t.request(webhook_request(&body, None)).await;
+    assert_eq!(status, 401, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("missing X-Demo-Signature"),
+        "{problem}"
+    );
+    assert!(t.run_tasks().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_webhook_without_a_configured_secret_says_how_to_set_it() {
+    let t = webhook_harness(&DemoState::default(), None);
+    let body = refund_event("evt_3");
+    let (status, problem) = t
+        .request(webhook_request(&body, Some(sign(SECRET, &body))))
+        .await;
+    assert_eq!(status, 503, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("COORDINATOR__EXTENSION__DEMO__WEBHOOK_SECRET"),
+        "{problem}"
+    );
 }

@@ -42,6 +42,15 @@ pub enum ApiError {
          not written yet (the log is written in batches every [dispatch_log] flush_interval)"
     )]
     DispatchNotFound(Uuid),
+    /// A task id in the path is not a UUID.
+    #[error(
+        "\"{0}\" is not a task id; ids are UUIDs such as 0190b5c4-8f5e-7cc0-a2b4-3f1e0d6c9a10 \
+         (GET /api/v1/tasks lists them)"
+    )]
+    InvalidTaskId(String),
+    /// No stored task has this id.
+    #[error("no task {0}; GET /api/v1/tasks lists the tasks")]
+    TaskNotFound(Uuid),
     /// No route matches the path.
     #[error("no route for {method} {path}; every route is listed at /api/openapi.json")]
     RouteNotFound {
@@ -81,10 +90,17 @@ impl ApiError {
             ApiError::Auth(e) => e.status(),
             ApiError::BadParameter { .. }
             | ApiError::BadQuery(_)
-            | ApiError::InvalidDispatchId(_) => StatusCode::BAD_REQUEST,
-            ApiError::DispatchNotFound(_) | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            | ApiError::InvalidDispatchId(_)
+            | ApiError::InvalidTaskId(_) => StatusCode::BAD_REQUEST,
+            ApiError::DispatchNotFound(_)
+            | ApiError::TaskNotFound(_)
+            | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Timeout(_) | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(StoreError::TaskNotFound { .. }) => StatusCode::NOT_FOUND,
+            ApiError::Store(
+                StoreError::TaskState { .. } | StoreError::DuplicatePendingTask { .. },
+            ) => StatusCode::CONFLICT,
             ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -92,6 +108,22 @@ impl ApiError {
     /// The problem document this error is answered with (logging internal causes).
     pub fn problem(&self) -> Problem {
         match self {
+            // What an operator asked of a task is not possible: the store says why, with no
+            // internal detail.
+            ApiError::Store(
+                e @ (StoreError::TaskNotFound { .. }
+                | StoreError::TaskState { .. }
+                | StoreError::DuplicatePendingTask { .. }),
+            ) => {
+                let problem = Problem::new(self.status(), e.to_string());
+                match e {
+                    StoreError::TaskState { state, .. } => problem.with("state", state.as_str()),
+                    StoreError::DuplicatePendingTask { pending, .. } => {
+                        problem.with("pending_task", pending.to_string())
+                    }
+                    _ => problem,
+                }
+            }
             ApiError::Store(e) => Problem::internal(e),
             ApiError::BodyTooLarge { limit } => Problem::new(self.status(), self.to_string())
                 .with("limit_bytes", *limit)

@@ -13,11 +13,21 @@
 //! | `coordinator_dispatch_log_dropped_total` | | reports lost |
 //! | `coordinator_dispatch_log_written_total` | | reports stored |
 //! | `coordinator_dispatch_log_write_errors_total` | | failed write attempts |
+//! | `coordinator_task_queue_depth` | queue, state | tasks in the store, counted at each scrape |
+//! | `coordinator_task_counts_errors_total` | | scrapes at which the tasks could not be counted |
+//! | `coordinator_task_attempts_total` | task, status | task attempts this process recorded |
+//! | `coordinator_task_duration_seconds` | task, status | how long those attempts ran |
+//! | `coordinator_tasks_dead_total` | task, queue | tasks this process found dead |
 //!
 //! `route` is the route template (`/api/v1/dispatches/{id}`) or `unmatched`, so that the number
-//! of series stays bounded whatever clients ask for.
+//! of series stays bounded whatever clients ask for. A task attempt's `status` is what its
+//! worker recorded: `succeeded`, `retrying`, `dead`, `released` (given back at shutdown) or
+//! `lost` (its outcome was discarded: the task was cancelled or another worker took it over).
+//! The queue depth covers every task in the store (all processes'), the task counters only the
+//! attempts of this process's worker.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
@@ -25,7 +35,8 @@ use axum::extract::State;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use coordinator::{DispatchLogStats, DispatchObserver, DispatchReport};
+use coordinator::store::{TaskCount, TaskState};
+use coordinator::{DispatchLogStats, DispatchObserver, DispatchReport, TaskObserver};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -71,6 +82,18 @@ struct RouteLabels {
     method: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TaskRunLabels {
+    task: String,
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TaskQueueLabels {
+    task: String,
+    queue: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Every metric of the process, and the registry that renders them.
@@ -82,6 +105,10 @@ pub struct Metrics {
     http_requests: Family<RequestLabels, Counter>,
     http_duration: HistogramFamily<RouteLabels>,
     in_flight: Gauge,
+    task_attempts: Family<TaskRunLabels, Counter>,
+    task_duration: HistogramFamily<TaskRunLabels>,
+    tasks_dead: Family<TaskQueueLabels, Counter>,
+    queue_depth: Arc<QueueDepth>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -93,6 +120,11 @@ impl std::fmt::Debug for Metrics {
 fn handler_histogram() -> Histogram {
     // 100 µs to ~26 s.
     Histogram::new(exponential_buckets(0.000_1, 4.0, 10))
+}
+
+fn task_histogram() -> Histogram {
+    // 1 ms to ~4.8 h: tasks call other services, with timeouts up to hours.
+    Histogram::new(exponential_buckets(0.001, 4.0, 13))
 }
 
 fn request_histogram() -> Histogram {
@@ -146,6 +178,29 @@ impl Metrics {
         if let Some(stats) = dispatch_log {
             registry.register_collector(Box::new(DispatchLogCollector(stats)));
         }
+        let task_attempts = Family::default();
+        registry.register(
+            "task_attempts",
+            "Task attempts recorded by this process's worker, by task and status (succeeded, \
+             retrying, dead, released, lost)",
+            task_attempts.clone(),
+        );
+        let task_duration: HistogramFamily<TaskRunLabels> =
+            Family::new_with_constructor(task_histogram);
+        registry.register(
+            "task_duration_seconds",
+            "How long task attempts ran, by task and recorded status",
+            task_duration.clone(),
+        );
+        let tasks_dead = Family::default();
+        registry.register(
+            "tasks_dead",
+            "Tasks this process's worker found dead (attempts exhausted or a permanent failure), \
+             by task and queue",
+            tasks_dead.clone(),
+        );
+        let queue_depth = Arc::new(QueueDepth::default());
+        registry.register_collector(Box::new(QueueDepthCollector(Arc::clone(&queue_depth))));
         Self {
             registry,
             dispatches,
@@ -154,6 +209,30 @@ impl Metrics {
             http_requests,
             http_duration,
             in_flight,
+            task_attempts,
+            task_duration,
+            tasks_dead,
+            queue_depth,
+        }
+    }
+
+    /// Sets the task counts the next render shows as `coordinator_task_queue_depth`, or `None`
+    /// when they could not be read (the series are left out and the error counted).
+    pub fn set_task_counts(&self, counts: Option<Vec<TaskCount>>) {
+        let mut depth = self
+            .queue_depth
+            .inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match counts {
+            Some(counts) => {
+                depth.queues.extend(counts.iter().map(|c| c.queue.clone()));
+                depth.counts = Some(counts);
+            }
+            None => {
+                depth.counts = None;
+                depth.errors += 1;
+            }
         }
     }
 
@@ -235,6 +314,99 @@ impl DispatchObserver for Metrics {
     }
 }
 
+impl TaskObserver for Metrics {
+    fn task_finished(
+        &self,
+        task: &str,
+        queue: &str,
+        status: &str,
+        _attempt: u32,
+        duration: Duration,
+    ) {
+        let status = task_status_label(status);
+        let labels = TaskRunLabels {
+            task: task.to_owned(),
+            status,
+        };
+        self.task_attempts.get_or_create(&labels).inc();
+        self.task_duration
+            .get_or_create(&labels)
+            .observe(duration.as_secs_f64());
+        if status == "dead" {
+            self.tasks_dead
+                .get_or_create(&TaskQueueLabels {
+                    task: task.to_owned(),
+                    queue: queue.to_owned(),
+                })
+                .inc();
+        }
+    }
+}
+
+/// A bounded label for a recorded attempt's status.
+fn task_status_label(status: &str) -> &'static str {
+    match status {
+        "succeeded" => "succeeded",
+        "retrying" => "retrying",
+        "dead" => "dead",
+        "released" => "released",
+        "lost" => "lost",
+        _ => "other",
+    }
+}
+
+/// The task counts read at the latest scrape, and every queue seen since the process started
+/// (so that a queue that empties shows zeros instead of vanishing).
+#[derive(Debug, Default)]
+struct QueueDepth {
+    inner: Mutex<QueueDepthInner>,
+}
+
+#[derive(Debug, Default)]
+struct QueueDepthInner {
+    counts: Option<Vec<TaskCount>>,
+    queues: BTreeSet<String>,
+    errors: u64,
+}
+
+#[derive(Debug)]
+struct QueueDepthCollector(Arc<QueueDepth>);
+
+impl Collector for QueueDepthCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let depth = self.0.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let errors = ConstCounter::new(depth.errors);
+        let metric = encoder.encode_descriptor(
+            "task_counts_errors",
+            "Scrapes at which the tasks in the store could not be counted (the error is logged)",
+            None,
+            errors.metric_type(),
+        )?;
+        errors.encode(metric)?;
+        let Some(counts) = &depth.counts else {
+            return Ok(());
+        };
+        let mut family = encoder.encode_descriptor(
+            "task_queue_depth",
+            "Tasks in the store, by queue and state, counted at this scrape",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for queue in &depth.queues {
+            for state in TaskState::ALL {
+                let count = counts
+                    .iter()
+                    .find(|c| &c.queue == queue && c.state == state)
+                    .map_or(0, |c| c.count);
+                let labels = [("queue", queue.as_str()), ("state", state.as_str())];
+                let gauge = ConstGauge::new(i64::try_from(count).unwrap_or(i64::MAX));
+                gauge.encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Reads the dispatch log's counters at each scrape.
 #[derive(Debug)]
 struct DispatchLogCollector(Arc<DispatchLogStats>);
@@ -290,6 +462,14 @@ pub(super) fn router() -> Router<AppState> {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    let counts = match state.store.task_counts().await {
+        Ok(counts) => Some(counts),
+        Err(e) => {
+            error!(error = %e, "cannot count the tasks for coordinator_task_queue_depth");
+            None
+        }
+    };
+    state.metrics.set_task_counts(counts);
     match state.metrics.render() {
         Ok(text) => {
             let mut response = text.into_response();
@@ -333,7 +513,6 @@ mod tests {
         let text = testing::text(response).await;
         for line in [
             "coordinator_dispatches_total{signal=\"demo.order_placed\"} 1",
-            "coordinator_dispatches_total{signal=\"demo.learner_enrolled\"} 1",
             "coordinator_handler_runs_total{signal=\"demo.order_placed\",handler=\"demo.enroll_learner\",status=\"ok\"} 1",
             "coordinator_handler_runs_total{signal=\"demo.order_placed\",handler=\"demo.notify_unreachable_crm\",status=\"error\"} 1",
             "coordinator_handler_runs_total{signal=\"demo.order_placed\",handler=\"demo.audit_with_bug\",status=\"panicked\"} 1",
@@ -343,8 +522,11 @@ mod tests {
             "coordinator_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"} 1",
             "coordinator_http_request_duration_seconds_count{route=\"/api/demo/orders\",method=\"POST\"} 1",
             "coordinator_http_requests_in_flight 1",
-            // Nothing runs the writer here: both reports wait in the buffer.
-            "coordinator_dispatch_log_buffered 2",
+            // The handler enqueued its task; nothing runs it here.
+            "coordinator_task_queue_depth{queue=\"default\",state=\"queued\"} 1",
+            "coordinator_task_queue_depth{queue=\"default\",state=\"succeeded\"} 0",
+            // Nothing runs the writer here: the report waits in the buffer.
+            "coordinator_dispatch_log_buffered 1",
             "coordinator_dispatch_log_capacity 10000",
             "coordinator_dispatch_log_dropped_total 0",
             "coordinator_dispatch_log_written_total 0",
@@ -353,5 +535,73 @@ mod tests {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");
         }
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn task_metrics_count_attempts_dead_tasks_and_the_queue_depth_at_scrape() {
+        use coordinator::TaskObserver as _;
+        use coordinator::store::NewTask;
+        use std::time::Duration;
+
+        let app = testing::app(&[]).await;
+        let scrape = || async {
+            testing::text(
+                app.send(Request::get("/metrics").body(Body::empty()).unwrap())
+                    .await,
+            )
+            .await
+        };
+        let text = scrape().await;
+        assert!(
+            text.contains("coordinator_task_counts_errors_total 0"),
+            "{text}"
+        );
+        assert!(!text.contains("coordinator_task_queue_depth{"), "{text}");
+
+        for queue in ["lms", "lms", "default"] {
+            let task = NewTask {
+                queue: queue.to_owned(),
+                ..NewTask::new("demo.some_task", "{}")
+            };
+            app.state.store.enqueue_task(&task).await.unwrap();
+        }
+        let metrics = &app.state.metrics;
+        metrics.task_finished(
+            "demo.some_task",
+            "lms",
+            "succeeded",
+            1,
+            Duration::from_millis(3),
+        );
+        metrics.task_finished(
+            "demo.some_task",
+            "lms",
+            "retrying",
+            1,
+            Duration::from_millis(5),
+        );
+        metrics.task_finished("demo.some_task", "lms", "dead", 2, Duration::from_millis(5));
+        let text = scrape().await;
+        for line in [
+            "coordinator_task_queue_depth{queue=\"lms\",state=\"queued\"} 2",
+            "coordinator_task_queue_depth{queue=\"lms\",state=\"dead\"} 0",
+            "coordinator_task_queue_depth{queue=\"default\",state=\"queued\"} 1",
+            "coordinator_task_attempts_total{task=\"demo.some_task\",status=\"succeeded\"} 1",
+            "coordinator_task_attempts_total{task=\"demo.some_task\",status=\"retrying\"} 1",
+            "coordinator_task_attempts_total{task=\"demo.some_task\",status=\"dead\"} 1",
+            "coordinator_task_duration_seconds_count{task=\"demo.some_task\",status=\"dead\"} 1",
+            "coordinator_tasks_dead_total{task=\"demo.some_task\",queue=\"lms\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
+
+        // The store gone: no depth (rather than a stale one), and the failure counted.
+        app.state.store.close().await;
+        let text = scrape().await;
+        assert!(
+            text.contains("coordinator_task_counts_errors_total 1"),
+            "{text}"
+        );
+        assert!(!text.contains("coordinator_task_queue_depth{"), "{text}");
     }
 }

@@ -14,6 +14,7 @@
 //! | `/api/openapi.json` | the OpenAPI document of every route | none |
 //! | `/api/v1/catalog` | the catalog | API |
 //! | `/api/v1/dispatches`, `/api/v1/dispatches/{id}` | the dispatch log | API |
+//! | `/api/v1/tasks`, `/api/v1/tasks/{id}`, `.../retry`, `.../cancel` | the task queue | API |
 //! | `/api/<extension>/...` | extension routes | per route |
 
 pub mod auth;
@@ -23,7 +24,8 @@ mod health;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
-mod time;
+mod tasks;
+pub mod time;
 
 use std::sync::Arc;
 
@@ -37,6 +39,7 @@ pub use auth::{Auth, AuthError};
 pub use dispatches::DispatchList;
 pub use error::ApiError;
 pub use metrics::Metrics;
+pub use tasks::TaskList;
 
 /// What the route handlers share. Cheap to clone.
 #[derive(Clone)]
@@ -77,9 +80,13 @@ pub fn router(state: AppState) -> Router {
             auth::require_credentials,
         ))
     });
-    let api_v1 = Router::new().merge(dispatches::router()).route_layer(
-        axum::middleware::from_fn_with_state(Arc::clone(&state.auth), auth::require_credentials),
-    );
+    let api_v1 = Router::new()
+        .merge(dispatches::router())
+        .merge(tasks::router())
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state.auth),
+            auth::require_credentials,
+        ));
     let routes = Router::new()
         .merge(health::router())
         .merge(metrics::router())
@@ -167,18 +174,19 @@ pub(crate) mod testing {
             format!("sqlite://{}/c.db", dir.path().display()),
         ));
         let config = Config::parse("test", crate::config::DEFAULT_CONFIG, env).unwrap();
-        let mut prepared = server::prepare(config, extensions::all())
+        let validated = server::validate(config, extensions::all())
             .unwrap_or_else(|v| panic!("an invalid configuration:\n{v}"));
-        let store = Store::connect(&prepared.coordinator.config().storage)
-            .await
-            .unwrap();
+        let store = Store::connect(&validated.config().storage).await.unwrap();
+        let mut prepared = validated
+            .prepare(store.clone())
+            .unwrap_or_else(|v| panic!("an invalid configuration:\n{v}"));
         if migrate {
             store
                 .migrate(&prepared.coordinator.migrations())
                 .await
                 .unwrap();
         }
-        let state = prepared.state(store);
+        let state = prepared.state();
         TestApp {
             router: router(state.clone()),
             state,

@@ -9,13 +9,14 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 use coordinator::http::{Access, Json, Problem, Route};
-use coordinator::store::StoredDispatch;
+use coordinator::store::{StoredDispatch, StoredTask};
 use coordinator::{Catalog, Coordinator};
 use serde_json::{Map, Value, json};
 
 use super::AppState;
 use super::dispatches::{DispatchList, LIST_PARAMETERS};
 use super::health::Status;
+use super::tasks::{LIST_PARAMETERS as TASK_LIST_PARAMETERS, TaskList};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new().route("/api/openapi.json", get(openapi))
@@ -181,6 +182,8 @@ pub fn document(coordinator: &Coordinator) -> Value {
     let stored = schemas.of::<StoredDispatch>();
     let list = schemas.of::<DispatchList>();
     let status = schemas.of::<Status>();
+    let task = schemas.of::<StoredTask>();
+    let task_list = schemas.of::<TaskList>();
 
     let unauthorized = problem_response(
         "Missing or invalid credentials (the detail says which); see `WWW-Authenticate`",
@@ -287,10 +290,80 @@ pub fn document(coordinator: &Coordinator) -> Value {
         }}),
     );
 
+    let task_parameters: Vec<Value> = TASK_LIST_PARAMETERS
+        .iter()
+        .map(|(name, description)| {
+            json!({ "name": name, "in": "query", "required": false, "description": description, "schema": { "type": "string" } })
+        })
+        .collect();
+    paths.insert(
+        "/api/v1/tasks".into(),
+        json!({ "get": {
+            "operationId": "list_tasks",
+            "summary": "The durable task queue, newest first, one page at a time (follow `next`). Payloads have their personal data redacted.",
+            "tags": ["tasks"],
+            "security": secured,
+            "parameters": task_parameters,
+            "responses": {
+                "200": { "description": "One page (tasks without their attempt history)", "content": json_content(task_list) },
+                "400": problem_response("A query parameter is not acceptable; the detail names it", &problem),
+                "401": unauthorized, "403": forbidden
+            }
+        }}),
+    );
+    let task_id = json!([{ "name": "id", "in": "path", "required": true, "description": "The task id (a UUID)", "schema": { "type": "string", "format": "uuid" } }]);
+    paths.insert(
+        "/api/v1/tasks/{id}".into(),
+        json!({ "get": {
+            "operationId": "get_task",
+            "summary": "One task: its state, payload (personal data redacted) and every attempt with its error chain.",
+            "tags": ["tasks"],
+            "security": secured,
+            "parameters": task_id,
+            "responses": {
+                "200": { "description": "The task", "content": json_content(task.clone()) },
+                "400": problem_response("The id is not a UUID", &problem),
+                "401": unauthorized, "403": forbidden,
+                "404": problem_response("No task has this id", &problem)
+            }
+        }}),
+    );
+    for (action, summary, allowed) in [
+        (
+            "retry",
+            "Queues a dead or cancelled task again, to run now with its attempts reset (its history is kept).",
+            "The task is not dead or cancelled (the problem's `state` says what it is), or another pending task holds its unique key (`pending_task`)",
+        ),
+        (
+            "cancel",
+            "Cancels a queued, retrying or running task: it will not run again. A running attempt finishes, but its outcome is not recorded.",
+            "The task has already finished (the problem's `state` says how)",
+        ),
+    ] {
+        paths.insert(
+            format!("/api/v1/tasks/{{id}}/{action}"),
+            json!({ "post": {
+                "operationId": format!("{action}_task"),
+                "summary": summary,
+                "tags": ["tasks"],
+                "security": secured,
+                "parameters": task_id,
+                "responses": {
+                    "200": { "description": "The task as it is now", "content": json_content(task.clone()) },
+                    "400": problem_response("The id is not a UUID", &problem),
+                    "401": unauthorized, "403": forbidden,
+                    "404": problem_response("No task has this id", &problem),
+                    "409": problem_response(allowed, &problem)
+                }
+            }}),
+        );
+    }
+
     let mut tags = vec![
         json!({ "name": "operations", "description": "Health, readiness, metrics and this document." }),
         json!({ "name": "catalog", "description": "The running system's description of itself." }),
         json!({ "name": "dispatches", "description": "The dispatch log: every send_robust and how each handler ended." }),
+        json!({ "name": "tasks", "description": "The durable task queue: inspect tasks and their attempts, retry dead ones, cancel pending ones." }),
     ];
     let catalog_entries = coordinator.catalog();
     let mount_config = &coordinator.config().server;
@@ -443,6 +516,10 @@ mod tests {
             "/api/v1/catalog",
             "/api/v1/dispatches",
             "/api/v1/dispatches/{id}",
+            "/api/v1/tasks",
+            "/api/v1/tasks/{id}",
+            "/api/v1/tasks/{id}/retry",
+            "/api/v1/tasks/{id}/cancel",
         ] {
             assert!(paths.contains_key(path), "{path} missing");
         }
@@ -454,7 +531,11 @@ mod tests {
                 let operation = &doc["paths"][&path][&method];
                 assert!(operation.is_object(), "{method} {path} missing");
                 assert_eq!(operation["description"], route.description());
-                assert_eq!(operation["security"], json!([{ "bearer": [] }]), "{path}");
+                let security = match route.access() {
+                    Access::Api => json!([{ "bearer": [] }]),
+                    Access::Public => json!([]),
+                };
+                assert_eq!(operation["security"], security, "{path}");
                 assert!(operation["requestBody"].is_object(), "{path}");
             }
         }
@@ -478,6 +559,9 @@ mod tests {
             "Catalog",
             "Problem",
             "Dispatched",
+            "StoredTask",
+            "TaskList",
+            "TaskAttempt",
         ] {
             assert!(schemas[name].is_object(), "no schema {name}");
         }

@@ -1,4 +1,5 @@
-//! Reading times from query strings: RFC 3339 timestamps or Unix milliseconds.
+//! Times in query strings and in the command line's output: RFC 3339 timestamps or Unix
+//! milliseconds.
 
 /// Milliseconds since the Unix epoch from `"1718900000000"` or an RFC 3339 timestamp such as
 /// `"2024-06-20T16:13:20Z"`, `"2024-06-20T18:13:20.5+02:00"`.
@@ -15,6 +16,31 @@ pub fn parse_time_ms(text: &str) -> Result<u64, String> {
              or milliseconds since the Unix epoch such as 1718900000000"
         )
     })
+}
+
+/// An RFC 3339 timestamp in UTC with milliseconds, `2024-06-20T16:13:20.000Z`, of milliseconds
+/// since the Unix epoch.
+pub fn format_time_ms(ms: u64) -> String {
+    let ms = i64::try_from(ms).unwrap_or(i64::MAX);
+    let (days, rest) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    let (year, month, day) = civil_from_days(days);
+    let (hour, minute) = (rest / 3_600_000, rest / 60_000 % 60);
+    let (second, millis) = (rest / 1000 % 60, rest % 1000);
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{millis:03}Z")
+}
+
+/// The proleptic Gregorian date of a day since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 fn rfc3339_ms(s: &str) -> Option<u64> {
@@ -127,6 +153,26 @@ mod tests {
             Ok(1_718_900_000_123)
         );
         assert_eq!(parse_time_ms("2000-02-29T00:00:00z"), Ok(951_782_400_000));
+    }
+
+    #[test]
+    fn times_format_as_rfc3339_and_read_back() {
+        assert_eq!(format_time_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            format_time_ms(1_718_900_000_500),
+            "2024-06-20T16:13:20.500Z"
+        );
+        assert_eq!(format_time_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        for ms in [
+            0,
+            1,
+            86_399_999,
+            951_868_799_999,
+            1_718_900_000_123,
+            4_102_444_800_000,
+        ] {
+            assert_eq!(parse_time_ms(&format_time_ms(ms)), Ok(ms), "{ms}");
+        }
     }
 
     #[test]

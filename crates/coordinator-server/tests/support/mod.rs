@@ -63,7 +63,7 @@ pub fn config_text(storage_url: &str, extra: &str) -> String {
 enabled = ["demo"]
 
 [signals]
-"demo.order_placed" = ["demo.enroll_learner", "demo.notify_unreachable_crm", "demo.audit_with_bug"]
+"demo.order_placed" = ["demo.enroll_learner", "demo.record_order", "demo.notify_unreachable_crm", "demo.audit_with_bug"]
 "demo.payment_refunded" = ["demo.revoke_seat"]
 "demo.learner_enrolled" = ["demo.welcome_learner"]
 
@@ -110,53 +110,15 @@ impl Server {
     }
 
     /// Starts an already configured `coordinator ... serve` command.
-    pub fn spawn(mut command: Command) -> Self {
-        command.stderr(Stdio::piped()).stdout(Stdio::null());
-        let mut child = command.spawn().expect("start coordinator serve");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let logs = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel();
-        let sink = Arc::clone(&logs);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                {
-                    let mut logs = sink.lock().unwrap();
-                    logs.push_str(&line);
-                    logs.push('\n');
-                }
-                if let Some(addr) = line
-                    .split("listening on http://")
+    pub fn spawn(command: Command) -> Self {
+        let (child, logs, addr) =
+            spawn_until(command, "coordinator serve", "`listening on`", |line| {
+                line.split("listening on http://")
                     .nth(1)
                     .and_then(|rest| rest.split_whitespace().next())
                     .and_then(|addr| addr.parse::<SocketAddr>().ok())
-                {
-                    let _ = tx.send(addr);
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(addr) => return Self { child, addr, logs },
-                Err(_) if Instant::now() > deadline => {
-                    let _ = child.kill();
-                    panic!(
-                        "coordinator serve did not log `listening on` within 60 s:\n{}",
-                        logs.lock().unwrap()
-                    );
-                }
-                Err(_) => {
-                    if let Ok(Some(status)) = child.try_wait() {
-                        std::thread::sleep(Duration::from_millis(100));
-                        panic!(
-                            "coordinator serve exited ({status}) before listening:\n{}",
-                            logs.lock().unwrap()
-                        );
-                    }
-                }
-            }
-        }
+            });
+        Self { child, addr, logs }
     }
 
     /// Everything it logged so far.
@@ -237,6 +199,163 @@ impl Drop for Server {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Spawns `command` with its stderr read into a log, and waits (at most 60 s) for a line that
+/// `ready` accepts; panics with the logs if the process exits or stays silent.
+fn spawn_until<T: Send + 'static>(
+    mut command: Command,
+    what: &str,
+    waited_for: &str,
+    ready: impl Fn(&str) -> Option<T> + Send + 'static,
+) -> (Child, Arc<Mutex<String>>, T) {
+    command.stderr(Stdio::piped()).stdout(Stdio::null());
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {what}: {e}"));
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let logs = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = mpsc::channel();
+    let sink = Arc::clone(&logs);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            {
+                let mut logs = sink.lock().unwrap();
+                logs.push_str(&line);
+                logs.push('\n');
+            }
+            if let Some(found) = ready(&line) {
+                let _ = tx.send(found);
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(found) => return (child, logs, found),
+            Err(_) if Instant::now() > deadline => {
+                let _ = child.kill();
+                panic!(
+                    "{what} did not log {waited_for} within 60 s:\n{}",
+                    logs.lock().unwrap()
+                );
+            }
+            Err(_) => {
+                if let Ok(Some(status)) = child.try_wait() {
+                    std::thread::sleep(Duration::from_millis(100));
+                    panic!(
+                        "{what} exited ({status}) before logging {waited_for}:\n{}",
+                        logs.lock().unwrap()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A running `coordinator worker`. Killed when dropped, if still running.
+pub struct Worker {
+    child: Child,
+    /// The worker id it logged (the lease owner of the tasks it runs).
+    pub id: String,
+    logs: Arc<Mutex<String>>,
+}
+
+impl Worker {
+    /// Starts `coordinator --config <config> worker` with `env`, and waits for its
+    /// `worker <id> started` line.
+    pub fn start(config: &Path, env: &[(&str, &str)]) -> Self {
+        let mut command = coordinator();
+        command
+            .arg("--config")
+            .arg(config)
+            .arg("worker")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null());
+        let (child, logs, id) = spawn_until(
+            command,
+            "coordinator worker",
+            "`worker <id> started`",
+            |line| {
+                let rest = line.split("standalone worker ").nth(1)?;
+                let (id, after) = rest.split_once(' ')?;
+                after.starts_with("started").then(|| id.to_owned())
+            },
+        );
+        Self { child, id, logs }
+    }
+
+    /// Everything it logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// SIGKILL: the process dies at once, holding whatever leases it held.
+    pub fn kill_9(mut self) {
+        let status = Command::new("kill")
+            .args(["-KILL", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -KILL failed");
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for a clean exit (at most `limit`); returns the logs.
+    pub fn stop(mut self, limit: Duration) -> String {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the worker") {
+                std::thread::sleep(Duration::from_millis(100));
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("the worker did not exit within {limit:?}:\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let logs = self.logs();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "the worker did not exit cleanly:\n{logs}"
+        );
+        logs
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs `coordinator --config <config> <args>` to completion: `(exit code, stdout, stderr)`.
+pub fn run_cli(config: &Path, args: &[&str]) -> (i32, String, String) {
+    let output = coordinator()
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the coordinator binary");
+    (
+        output
+            .status
+            .code()
+            .expect("exited, not killed by a signal"),
+        String::from_utf8(output.stdout).expect("stdout is UTF-8"),
+        String::from_utf8(output.stderr).expect("stderr is UTF-8"),
+    )
 }
 
 /// An HTTP answer.
