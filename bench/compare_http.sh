@@ -7,8 +7,10 @@
 # Ours: `coordinator serve` (release build, fresh SQLite file in a temp dir, 127.0.0.1:18141,
 # [log] level warn with stderr to /dev/null), loaded with
 #   wrk -t2 -c64 -d15s --latency -s bench/post_order.lua http://127.0.0.1:18141/api/demo/orders
-# which sends demo.order_placed to demo.enroll_learner (ok), demo.notify_unreachable_crm (error)
-# and demo.audit_with_bug (panics). The peer: the Django view of <peers>/django_view_app.py under
+# which sends demo.order_placed to demo.enroll_learner (ok: it enqueues the durable task
+# demo.enroll_in_course in SQLite), demo.notify_unreachable_crm (error) and demo.audit_with_bug
+# (panics). This wiring is pinned by the script (see three_handlers below), whatever
+# config/default.toml says. The peer: the Django view of <peers>/django_view_app.py under
 # `gunicorn -w 2` on 127.0.0.1:18140, loaded the same way with <peers>/post_event.lua.
 #
 # Environment:
@@ -47,6 +49,16 @@ duration="${DURATION:-15s}"
 connections="${CONNECTIONS:-64}"
 threads="${THREADS:-2}"
 ours_log_level="${OURS_LOG_LEVEL:-warn}"
+# The shape measured: demo.order_placed to 3 handlers, one that succeeds (it enqueues the durable
+# task demo.enroll_in_course), one that returns an error, one that panics. Pinned here, so that a
+# change of the default configuration does not change the benchmark; set the variable to measure
+# another wiring (it is recorded in the results).
+three_handlers='["demo.enroll_learner","demo.notify_unreachable_crm","demo.audit_with_bug"]'
+wiring_pinned=0
+if [[ -z "${COORDINATOR__SIGNALS__DEMO__ORDER_PLACED:-}" ]]; then
+    export COORDINATOR__SIGNALS__DEMO__ORDER_PLACED="$three_handlers"
+    wiring_pinned=1
+fi
 [[ "$runs" =~ ^[1-9][0-9]?$ ]] || { echo "error: RUNS must be 1 to 99, got $runs" >&2; exit 2; }
 
 ours_port=18141
@@ -205,7 +217,7 @@ order_json='{"order_number": "EDX-100001", "lms_user_id": 12345, "email": "ada@e
 
 # --- 2-4. Ours ----------------------------------------------------------------------------------
 measure_ours() {
-    local run="$1" dir="$work/ours-$run" t0 t1 code="" i rss cpu0 cpu1 j0 j1 body rc
+    local run="$1" dir="$work/ours-$run" t0 t1 code="" i rss cpu0 cpu1 j0 j1 body rc handlers
     mkdir -p "$dir"
     port_free "$ours_port" || die "127.0.0.1:$ours_port is in use; stop what listens there"
     record "$run" ours load_before "$(loadavg)"
@@ -249,7 +261,12 @@ measure_ours() {
     body="$(curl -sS --max-time 5 -o - -w '\n%{http_code}' -X POST "http://$host:$ours_port/api/demo/orders" \
         -H "Authorization: Bearer $token" -H 'Content-Type: application/json' -d "$order_json")"
     [[ "${body##*$'\n'}" == 202 ]] || die "POST /api/demo/orders answered ${body##*$'\n'}, not 202: ${body%$'\n'*}"
-    record "$run" ours handlers "$(python3 -c 'import json, sys; d = json.loads(sys.argv[1]); print(", ".join(h["handler"] + "=" + h["status"] for h in d["handlers"]))' "${body%$'\n'*}")"
+    handlers="$(python3 -c 'import json, sys; d = json.loads(sys.argv[1]); print(", ".join(h["handler"] + "=" + h["status"] for h in d["handlers"]))' "${body%$'\n'*}")"
+    if ((wiring_pinned)) &&
+        [[ "$handlers" != "demo.enroll_learner=ok, demo.notify_unreachable_crm=error, demo.audit_with_bug=panicked" ]]; then
+        die "expected the 3 handlers to end ok, error, panicked; the route answered: $handlers"
+    fi
+    record "$run" ours handlers "$handlers"
 
     log "run $run/$runs, ours: wrk -t$threads -c$connections -d$duration --latency -s bench/post_order.lua http://$host:$ours_port/api/demo/orders"
     cpu0="$(cpu_ticks "$ours_pid")"; j0="$(cpu_jiffies)"
@@ -361,12 +378,15 @@ load_end="$(loadavg)"
 
 # --- 5. Table and JSON -----------------------------------------------------------------------
 overrides="$(env | grep -E '^COORDINATOR__' | grep -viE 'TOKEN|SECRET|PASSWORD|KEY=' | sort || true)"
+if ((wiring_pinned)); then
+    overrides="$(grep -v '^COORDINATOR__SIGNALS__DEMO__ORDER_PLACED=' <<<"$overrides" || true)"
+fi
 out="$results/http-$(date -u +%Y-%m-%d)${LABEL:+-$LABEL}.json"
 export FIGURES="$figures" OUT="$out" LOAD_START="$load_start" LOAD_END="$load_end" RUNS="$runs" \
     WRK_ARGS="-t$threads -c$connections -d$duration --latency" OVERRIDES="$overrides" SKIP_PEER="$skip_peer" \
     RUSTC_VERSION="$(rustc --version)" WRK_VERSION="$(wrk -v 2>&1 | head -n1 || true)" \
     GIT_COMMIT="${GIT_COMMIT:-$(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)}" \
-    PEERS="$peers" LABEL="${LABEL:-}" BIN_SHA="$bin_sha" OURS_LOG_LEVEL="$ours_log_level"
+    PEERS="$peers" LABEL="${LABEL:-}" BIN_SHA="$bin_sha" WIRING="$COORDINATOR__SIGNALS__DEMO__ORDER_PLACED" OURS_LOG_LEVEL="$ours_log_level"
 python3 - <<'PY'
 import base64, json, os, re, statistics, sys, time
 
@@ -452,7 +472,7 @@ def cpu():
     return "unknown"
 
 doc = {
-    "benchmark": "http: POST a route that sends a signal to 3 handlers (1 ok, 1 error, 1 panic)",
+    "benchmark": "http: POST a route that sends a signal to its handlers (by default 3: 1 ok, 1 error, 1 panic)",
     "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     "machine": {"cpus": os.cpu_count(), "cpu": cpu(), "load_before": os.environ["LOAD_START"],
                 "load_after": os.environ["LOAD_END"]},
@@ -462,6 +482,7 @@ doc = {
     "wrk_args": os.environ["WRK_ARGS"],
     "ours": {"command": "target/release/coordinator serve (SQLite in a temp dir, stderr to /dev/null)",
              "log_level": os.environ["OURS_LOG_LEVEL"],
+             "demo.order_placed": json.loads(os.environ["WIRING"]),
              "url": "http://127.0.0.1:18141/api/demo/orders", "lua": "bench/post_order.lua",
              "overrides": [l for l in os.environ["OVERRIDES"].splitlines() if l]},
     "peer": None if os.environ["SKIP_PEER"] == "1" else {
@@ -484,6 +505,7 @@ def fmt(v, spec):
 n = int(os.environ["RUNS"])
 title = f"HTTP, {os.environ['WRK_ARGS']}, median of {n} run{'s' if n > 1 else ''}"
 print(title)
+print("ours: demo.order_placed -> " + ", ".join(doc["ours"]["demo.order_placed"]))
 if doc["ours"]["overrides"] or os.environ["OURS_LOG_LEVEL"] != "warn":
     print("ours with: " + "; ".join(doc["ours"]["overrides"] + [f"[log] level {os.environ['OURS_LOG_LEVEL']}"]))
 print(f"{'':22} {'ours':>12} {'peer':>12}  goal")

@@ -20,6 +20,9 @@
 #   PEERS_DIR        the peer benchmark folder (default: <repo>/../shared/peers)
 #   N, WARMUP, RUNS  tasks per run (20000; 5000 with QUICK=1), warm-up tasks (500), runs (3; 1)
 #   WORKER_COUNTS    worker processes of the drain runs (default "1 2 4")
+#   DRAIN_N, DRAIN_RUNS  tasks and runs of each drain (default N and RUNS). The claim query
+#                    reads the whole backlog (see bench/README.md), so a 20,000-task drain takes
+#                    many minutes per run; DRAIN_N=5000 keeps the scaling runs short
 #   CONCURRENCY      each worker's [worker] concurrency (default 8, the configuration default)
 #   POLL_INTERVAL    each worker's [worker] poll_interval (default 100ms, the default)
 #   PG_ADMIN_URL     PostgreSQL to create the benchmark database in
@@ -27,6 +30,8 @@
 #   PG_DATABASE      the benchmark's database, emptied by each run (default cc_task_bench)
 #   ASYNC_COMMIT=0   skip the PostgreSQL end-to-end run with synchronous_commit=off
 #   SKIP_PEER=1      reuse the peer figures of the last run (bench/results/last-celery-peer.json.tmp)
+#   RESUME=1         keep the phases an interrupted run finished (bench/results/tasks-work.tmp/)
+#                    and run only the others
 #   WAIT_QUIET=600   first wait (up to 600 s) for a 5 s window with the machine under 10% busy
 #
 # Prints the figures with the ratios to Celery and writes them to
@@ -53,6 +58,8 @@ else
 fi
 warmup="${WARMUP:-500}"
 worker_counts="${WORKER_COUNTS:-1 2 4}"
+drain_n="${DRAIN_N:-$n}"
+drain_runs="${DRAIN_RUNS:-$runs}"
 concurrency="${CONCURRENCY:-8}"
 poll_interval="${POLL_INTERVAL:-100ms}"
 pg_admin="${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
@@ -91,9 +98,12 @@ fi
 
 results="$repo/bench/results"
 mkdir -p "$results"
-work="$(mktemp -d)"
+# Each phase's figures are kept here until the run is complete, so that RESUME=1 can finish an
+# interrupted run.
+work="$results/tasks-work.tmp"
+[[ "${RESUME:-0}" == 1 ]] || rm -rf "$work"
+mkdir -p "$work"
 cleanup() {
-    rm -rf "$work"
     if [[ "$have_pg" == 1 ]]; then
         psql "$pg_admin" -qc "ALTER DATABASE $pg_db RESET synchronous_commit" >/dev/null 2>&1 || true
     fi
@@ -122,17 +132,21 @@ cargo build --release -q -p coordinator-server --example task_bench >&2
 target_dir="${CARGO_TARGET_DIR:-$repo/target}"
 [[ "$target_dir" = /* ]] || target_dir="$repo/$target_dir"
 bench="$target_dir/release/examples/task_bench"
-median=("$venv/bin/python" "$peers/median_of_runs.py" --runs "$runs")
 common=(--concurrency "$concurrency" --poll-interval "$poll_interval" --timeout 1800)
 
-# phase NAME COMMAND...: runs COMMAND RUNS times through median_of_runs.py into $work/NAME.json,
-# with the load average before and the machine's busy share during it.
+# phase NAME RUNS COMMAND...: runs COMMAND RUNS times through median_of_runs.py into
+# $work/NAME.json, with the load average before and the machine's busy share during it.
 phase() {
-    local name="$1"; shift
+    local name="$1" times="$2"; shift 2
+    if [[ "${RESUME:-0}" == 1 && -f "$work/$name.json" ]]; then
+        echo "==> $name: kept from the interrupted run" >&2
+        return
+    fi
     echo "==> $name: $* (load average $(loadavg))" >&2
     local load j0
     load="$(loadavg)"; j0="$(cpu_jiffies)"
-    "${median[@]}" --out "$work/$name.json" -- "$@" >/dev/null
+    "$venv/bin/python" "$peers/median_of_runs.py" --runs "$times" --out "$work/$name.json.part" -- "$@" >/dev/null
+    mv "$work/$name.json.part" "$work/$name.json"
     python3 - "$work/$name.json" "$load" "$(busy_pct "$j0" "$(cpu_jiffies)")" <<'PY'
 import json, sys
 path, load, busy = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -147,33 +161,34 @@ if [[ "${SKIP_PEER:-0}" == 1 && -f "$results/last-celery-peer.json.tmp" ]]; then
     echo "==> peer: reusing $results/last-celery-peer.json.tmp" >&2
     cp "$results/last-celery-peer.json.tmp" "$work/peer.json"
 else
-    phase peer "$venv/bin/python" "$peers/bench_celery_tasks.py" --pool prefork --use-running-redis \
+    phase peer "$runs" "$venv/bin/python" "$peers/bench_celery_tasks.py" --pool prefork --use-running-redis \
         -n "$n" --warmup "$warmup"
     cp "$work/peer.json" "$results/last-celery-peer.json.tmp"
 fi
 
 # 2. Ours, end to end.
 mkdir -p "$work/sqlite"
-phase sqlite_e2e "$bench" e2e --url "sqlite://$work/sqlite/coordinator.db" -n "$n" --warmup "$warmup" "${common[@]}"
+phase sqlite_e2e "$runs" "$bench" e2e --url "sqlite://$work/sqlite/coordinator.db" -n "$n" --warmup "$warmup" "${common[@]}"
 ran=(sqlite_e2e)
 if [[ "$have_pg" == 1 ]]; then
-    phase postgres_e2e "$bench" e2e --url "$pg_url" -n "$n" --warmup "$warmup" "${common[@]}"
+    phase postgres_e2e "$runs" "$bench" e2e --url "$pg_url" -n "$n" --warmup "$warmup" "${common[@]}"
     ran+=(postgres_e2e)
     if [[ "${ASYNC_COMMIT:-1}" == 1 ]]; then
         psql "$pg_admin" -qc "ALTER DATABASE $pg_db SET synchronous_commit = off" >/dev/null
-        phase postgres_async_commit_e2e "$bench" e2e --url "$pg_url" -n "$n" --warmup "$warmup" "${common[@]}"
+        phase postgres_async_commit_e2e "$runs" "$bench" e2e --url "$pg_url" -n "$n" --warmup "$warmup" "${common[@]}"
         psql "$pg_admin" -qc "ALTER DATABASE $pg_db RESET synchronous_commit" >/dev/null
         ran+=(postgres_async_commit_e2e)
     fi
     # 3. Scaling: K worker processes drain N tasks.
     for k in $worker_counts; do
-        phase "postgres_drain_$k" "$bench" drain --url "$pg_url" -n "$n" --workers "$k" "${common[@]}"
+        phase "postgres_drain_$k" "$drain_runs" "$bench" drain --url "$pg_url" -n "$drain_n" --workers "$k" "${common[@]}"
         ran+=("postgres_drain_$k")
     done
 fi
 
 out="$results/tasks-$(date -u +%Y-%m-%dT%H%MZ)$suffix.json"
 export N_USED="$n" WARMUP_USED="$warmup" RUNS_USED="$runs" QUICK_MODE="$quick" \
+    DRAIN_N_USED="$drain_n" DRAIN_RUNS_USED="$drain_runs" \
     RUSTC_VERSION="$(rustc --version)" PG_VERSION="$( [[ "$have_pg" == 1 ]] && psql "$pg_admin" -qAtc 'show server_version' || echo none)" \
     GIT_COMMIT="${GIT_COMMIT:-$(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)}"
 python3 - "$work" "$out" "${ran[@]}" <<'PY'
@@ -243,6 +258,8 @@ result = {
     "tasks": int(os.environ["N_USED"]),
     "warmup_tasks": int(os.environ["WARMUP_USED"]),
     "runs": int(os.environ["RUNS_USED"]),
+    "drain_tasks": int(os.environ["DRAIN_N_USED"]),
+    "drain_runs": int(os.environ["DRAIN_RUNS_USED"]),
     "goal": "ours end to end >= 2x Celery's end-to-end tasks/s",
     "machine": {"cpu": cpu(), "cpus": os.cpu_count(), "kernel": platform.release(),
                 "postgresql": os.environ["PG_VERSION"],
@@ -268,8 +285,10 @@ for r in rows:
     print(f"{r['system'][:74]:74} {r['end_to_end_tasks_per_s']:>12.1f} {ratio:>9.2f} "
           f"{r['enqueue_per_s']:>10.1f} {r['enqueue_p50_us']:>9.1f} {r['enqueue_p99_us']:>9.1f}")
 if scaling:
-    print("\nPostgreSQL, N tasks enqueued first, then K worker processes drain them:")
+    print(f"\nPostgreSQL, {result['drain_tasks']} tasks enqueued first, then K worker processes drain them "
+          f"(median of {result['drain_runs']} run(s)):")
     for s in scaling:
         print(f"  K={s['worker_processes']}: {s['drain_tasks_per_s']:.1f} tasks/s "
               f"({s['speedup_vs_1']:.2f}x K=1, {s['ratio_vs_celery_end_to_end']:.2f}x Celery end to end)")
 PY
+rm -rf "$work"
