@@ -279,10 +279,10 @@ with open(out_path, "w") as f:
     f.write("\n")
 
 print(f"\nTasks: {result['tasks']} per run, median of {result['runs']} run(s); written to {out_path}")
-print(f"{'':74} {'e2e tasks/s':>12} {'x Celery':>9} {'enqueue/s':>10} {'p50 us':>9} {'p99 us':>9}")
+print(f"{'':86} {'e2e tasks/s':>12} {'x Celery':>9} {'enqueue/s':>10} {'p50 us':>9} {'p99 us':>9}")
 for r in rows:
     ratio = r.get("ratio_end_to_end_vs_celery", 1.0)
-    print(f"{r['system'][:74]:74} {r['end_to_end_tasks_per_s']:>12.1f} {ratio:>9.2f} "
+    print(f"{r['system'][:86]:86} {r['end_to_end_tasks_per_s']:>12.1f} {ratio:>9.2f} "
           f"{r['enqueue_per_s']:>10.1f} {r['enqueue_p50_us']:>9.1f} {r['enqueue_p99_us']:>9.1f}")
 if scaling:
     print(f"\nPostgreSQL, {result['drain_tasks']} tasks enqueued first, then K worker processes drain them "
