@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::ApiError;
+use super::paging;
 use super::time::parse_time_ms;
 
 /// The routes, relative to `/api/v1`.
@@ -88,48 +89,28 @@ impl ListParams {
         if let Some(since) = self.since.as_deref().filter(|s| !s.is_empty()) {
             query.since_ms = Some(parse_time_ms(since).map_err(|e| bad("since", e))?);
         }
-        if let Some(before) = self.before.as_deref().filter(|s| !s.is_empty()) {
-            query.before = Some(Uuid::parse_str(before).map_err(|_| {
-                bad(
-                    "before",
-                    format!("\"{before}\" is not a dispatch id; pass the id of the last dispatch of the previous page (the `next` link does)"),
-                )
-            })?);
+        if let Some(before) = paging::before(self.before.as_deref(), "dispatch")? {
+            query.before = Some(before);
         }
-        if let Some(limit) = self.limit.as_deref().filter(|s| !s.is_empty()) {
-            let max = DispatchQuery::MAX_LIMIT;
-            query.limit = limit
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=max).contains(n))
-                .ok_or_else(|| {
-                    bad(
-                        "limit",
-                        format!(
-                            "\"{limit}\" is not a page size; write a whole number from 1 to {max}"
-                        ),
-                    )
-                })?;
+        if let Some(limit) = paging::limit(self.limit.as_deref(), DispatchQuery::MAX_LIMIT)? {
+            query.limit = limit;
         }
         Ok(query)
     }
 
     /// The URL of the page after the one that ended with `last`.
     fn next_url(&self, last: Uuid) -> String {
-        let before = last.to_string();
-        let pairs: Vec<(&str, &str)> = [
-            ("signal", self.signal.as_deref()),
-            ("handler", self.handler.as_deref()),
-            ("status", self.status.as_deref()),
-            ("since", self.since.as_deref()),
-            ("limit", self.limit.as_deref()),
-            ("before", Some(before.as_str())),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.filter(|v| !v.is_empty()).map(|v| (k, v)))
-        .collect();
-        let query = serde_urlencoded::to_string(pairs).unwrap_or_default();
-        format!("/api/v1/dispatches?{query}")
+        paging::next_url(
+            "/api/v1/dispatches",
+            &[
+                ("signal", self.signal.as_deref()),
+                ("handler", self.handler.as_deref()),
+                ("status", self.status.as_deref()),
+                ("since", self.since.as_deref()),
+                ("limit", self.limit.as_deref()),
+            ],
+            last,
+        )
     }
 }
 

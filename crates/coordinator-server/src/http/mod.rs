@@ -24,6 +24,7 @@ mod health;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
+mod paging;
 mod tasks;
 pub mod time;
 

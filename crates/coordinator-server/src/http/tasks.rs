@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::ApiError;
+use super::paging;
 
 /// The routes, relative to `/api/v1`.
 pub(super) fn router() -> Router<AppState> {
@@ -70,47 +71,27 @@ impl ListParams {
         if let Some(state) = self.state.as_deref().filter(|s| !s.is_empty()) {
             query.state = Some(state.parse::<TaskState>().map_err(|e| bad("state", e))?);
         }
-        if let Some(before) = self.before.as_deref().filter(|s| !s.is_empty()) {
-            query.before = Some(Uuid::parse_str(before).map_err(|_| {
-                bad(
-                    "before",
-                    format!("\"{before}\" is not a task id; pass the id of the last task of the previous page (the `next` link does)"),
-                )
-            })?);
+        if let Some(before) = paging::before(self.before.as_deref(), "task")? {
+            query.before = Some(before);
         }
-        if let Some(limit) = self.limit.as_deref().filter(|s| !s.is_empty()) {
-            let max = TaskQuery::MAX_LIMIT;
-            query.limit = limit
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=max).contains(n))
-                .ok_or_else(|| {
-                    bad(
-                        "limit",
-                        format!(
-                            "\"{limit}\" is not a page size; write a whole number from 1 to {max}"
-                        ),
-                    )
-                })?;
+        if let Some(limit) = paging::limit(self.limit.as_deref(), TaskQuery::MAX_LIMIT)? {
+            query.limit = limit;
         }
         Ok(query)
     }
 
     /// The URL of the page after the one that ended with `last`.
     fn next_url(&self, last: Uuid) -> String {
-        let before = last.to_string();
-        let pairs: Vec<(&str, &str)> = [
-            ("state", self.state.as_deref()),
-            ("queue", self.queue.as_deref()),
-            ("task", self.task.as_deref()),
-            ("limit", self.limit.as_deref()),
-            ("before", Some(before.as_str())),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.filter(|v| !v.is_empty()).map(|v| (k, v)))
-        .collect();
-        let query = serde_urlencoded::to_string(pairs).unwrap_or_default();
-        format!("/api/v1/tasks?{query}")
+        paging::next_url(
+            "/api/v1/tasks",
+            &[
+                ("state", self.state.as_deref()),
+                ("queue", self.queue.as_deref()),
+                ("task", self.task.as_deref()),
+                ("limit", self.limit.as_deref()),
+            ],
+            last,
+        )
     }
 }
 
