@@ -122,6 +122,11 @@ impl fmt::Debug for Worker {
 const MAX_STORE_BACKOFF: Duration = Duration::from_secs(5);
 /// The first wait after the store failed to answer.
 const FIRST_STORE_BACKOFF: Duration = Duration::from_millis(100);
+/// After a task is enqueued in this process, how long the worker waits for others before it
+/// claims (one claim for a burst of enqueues).
+const ENQUEUE_COALESCE: Duration = Duration::from_millis(2);
+/// The most outcomes recorded in one transaction.
+const RECORD_BATCH: usize = 256;
 
 impl Worker {
     /// A worker for `coordinator`'s tasks, on its store, configured by `config` (usually
@@ -281,6 +286,15 @@ impl Worker {
                 }
                 Some(joined) = running.join_next_with_id(), if !running.is_empty() => {
                     state.joined(joined);
+                    // Take every other attempt that has finished too: recorded in one go.
+                    while let Some(joined) = running.try_join_next_with_id() {
+                        state.joined(joined);
+                    }
+                }
+                () = store.enqueued(), if grace_until.is_none() && state.held.len() < concurrency => {
+                    // A task was enqueued in this process: claim soon, gathering those that
+                    // follow it closely into the same claim.
+                    next_claim = next_claim.min(Instant::now() + ENQUEUE_COALESCE);
                 }
                 () = tokio::time::sleep_until(wake) => {}
             }
@@ -582,27 +596,37 @@ impl Loop<'_> {
         });
     }
 
+    /// Records what finished, oldest first, in batches of one transaction each, while the
+    /// store answers.
     async fn record_pending(&mut self) {
-        while let Some(next) = self.unrecorded.front() {
-            if Instant::now() < self.store_ready_at {
+        while !self.unrecorded.is_empty() && Instant::now() >= self.store_ready_at {
+            // Outcomes of tasks no longer held (given back at shutdown) are dropped.
+            let held = &self.held;
+            self.unrecorded.retain(|u| held.contains_key(&u.id));
+            let n = self.unrecorded.len().min(RECORD_BATCH);
+            if n == 0 {
                 return;
             }
-            let Some(held) = self.held.get(&next.id) else {
-                self.unrecorded.pop_front();
-                continue;
-            };
-            match record(self.store, self.id, &held.task, &next.decision).await {
+            let batch: Vec<(Uuid, u32, &Decision)> = self
+                .unrecorded
+                .iter()
+                .take(n)
+                .map(|u| (u.id, self.held[&u.id].task.attempt, &u.decision))
+                .collect();
+            match self.store.record_outcomes(self.id, &batch).await {
                 Ok(applied) => {
                     self.store_answered();
-                    let done = self.unrecorded.pop_front().expect("the front exists");
-                    let held = self.held.remove(&done.id).expect("held while unrecorded");
-                    let status = held.span.in_scope(|| {
-                        log_recorded(&held.task, &done.decision, applied, done.duration)
-                    });
-                    self.observe(&held.task, status, done.duration);
+                    for applied in applied {
+                        let done = self.unrecorded.pop_front().expect("recorded in order");
+                        let held = self.held.remove(&done.id).expect("held while unrecorded");
+                        let status = held.span.in_scope(|| {
+                            log_recorded(&held.task, &done.decision, applied, done.duration)
+                        });
+                        self.observe(&held.task, status, done.duration);
+                    }
                 }
                 Err(e) => {
-                    self.store_failed("record a task's outcome", &e);
+                    self.store_failed("record task outcomes", &e);
                     return;
                 }
             }

@@ -26,7 +26,29 @@ pub(crate) const CREATE_MIGRATIONS_TABLE: &str =
 
 /// The framework's own migrations: the dispatch log, then durable tasks and the inbox.
 pub(crate) fn framework_migrations() -> Vec<Migration> {
-    vec![dispatch_log_migration(), tasks_migration()]
+    vec![
+        dispatch_log_migration(),
+        tasks_migration(),
+        ready_tasks_index_migration(),
+    ]
+}
+
+/// Version 3: a partial index of the tasks waiting to run, in the order workers claim them.
+///
+/// Workers claim `WHERE state IN ('queued', 'retrying') AND run_at_ms <= now ORDER BY
+/// run_at_ms, id LIMIT n`. Without this index that read sorted the whole backlog on every
+/// claim (20 ms at 8,000 queued tasks); with it, it reads the first n entries. Succeeded tasks
+/// leave the index, so it stays the size of the backlog.
+fn ready_tasks_index_migration() -> Migration {
+    Migration {
+        extension: FRAMEWORK,
+        ..Migration::portable(
+            3,
+            "index_ready_tasks",
+            "CREATE INDEX coordinator_tasks_ready ON coordinator_tasks (run_at_ms, id) \
+WHERE state IN ('queued', 'retrying');",
+        )
+    }
 }
 
 /// Version 1: the dispatch log.
@@ -357,6 +379,7 @@ mod tests {
             [
                 ("coordinator", 1),
                 ("coordinator", 2),
+                ("coordinator", 3),
                 ("b", 1),
                 ("b", 2),
                 ("a", 1),
@@ -410,6 +433,7 @@ mod tests {
         let recorded = [
             rec("coordinator", 1, &plan[0].checksum),
             rec("coordinator", 2, &plan[1].checksum),
+            rec("coordinator", 3, &plan[2].checksum),
             rec("a", 1, &checksum("SELECT 1")),
         ];
         let todo = pending(&plan, &recorded).unwrap();

@@ -35,6 +35,7 @@ mod sqlite;
 mod tasks;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
@@ -76,11 +77,13 @@ impl fmt::Display for Backend {
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    /// Woken when this process enqueues a task, so that its workers claim it at once.
+    pub(crate) enqueued: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Clone)]
 enum Pool {
-    Sqlite(sqlx::SqlitePool),
+    Sqlite(sqlite::SqlitePools),
     Postgres(sqlx::PgPool),
 }
 
@@ -116,7 +119,9 @@ pub struct PendingMigration {
 
 impl Store {
     /// Opens the database `config.url` names: `sqlite://<path>` (the folder and the file are
-    /// created if missing; WAL journal, 5 s busy timeout, `synchronous=NORMAL`) or
+    /// created if missing; WAL journal, `synchronous=NORMAL`, `max_connections` readers and one
+    /// writer through which every write of the coordinator queues, see
+    /// `docs/decisions/0009-sqlite-single-writer.md`) or
     /// `postgres://…` / `postgresql://…`. Errors never show the URL's credentials.
     pub async fn connect(config: &StorageConfig) -> Result<Store, StoreError> {
         let url = config.url.expose();
@@ -137,15 +142,23 @@ impl Store {
                 });
             }
         };
-        Ok(Store { pool })
+        Ok(Store::new(pool))
+    }
+
+    fn new(pool: Pool) -> Store {
+        Store {
+            pool,
+            enqueued: Arc::new(tokio::sync::Notify::new()),
+        }
     }
 
     /// A SQLite store at `url` whose connections open when first used (the test harness's:
     /// it is built in synchronous code, within a Tokio runtime).
     pub(crate) fn sqlite_lazy(url: &str, max_connections: u32) -> Result<Store, StoreError> {
-        Ok(Store {
-            pool: Pool::Sqlite(sqlite::connect_lazy(url, max_connections.max(1))?),
-        })
+        Ok(Store::new(Pool::Sqlite(sqlite::connect_lazy(
+            url,
+            max_connections.max(1),
+        )?)))
     }
 
     /// Which database this is.
@@ -170,7 +183,7 @@ impl Store {
     ) -> Result<Vec<AppliedMigration>, StoreError> {
         let plan = migrate::plan(self.backend(), migrations)?;
         match &self.pool {
-            Pool::Sqlite(pool) => sqlite::migrate(pool, &plan).await,
+            Pool::Sqlite(pools) => sqlite::migrate(&pools.write, &plan).await,
             Pool::Postgres(pool) => postgres::migrate(pool, &plan).await,
         }
     }
@@ -183,7 +196,7 @@ impl Store {
     ) -> Result<Vec<PendingMigration>, StoreError> {
         let plan = migrate::plan(self.backend(), migrations)?;
         let recorded = match &self.pool {
-            Pool::Sqlite(pool) => sqlite::recorded_migrations(pool).await?,
+            Pool::Sqlite(pools) => sqlite::recorded_migrations(&pools.read).await?,
             Pool::Postgres(pool) => postgres::recorded_migrations(pool).await?,
         };
         Ok(migrate::pending(&plan, &recorded)?
@@ -199,7 +212,7 @@ impl Store {
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         match &self.pool {
-            Pool::Sqlite(pool) => sqlite::ping(pool).await,
+            Pool::Sqlite(pools) => sqlite::ping(&pools.read).await,
             Pool::Postgres(pool) => postgres::ping(pool).await,
         }
     }
@@ -213,7 +226,9 @@ impl Store {
         const INSERT: &str = "store dispatch reports";
         let statements = dispatches::insert_sql(self.backend(), batch)?;
         match &self.pool {
-            Pool::Sqlite(pool) => sqlite::execute_in_transaction(pool, INSERT, &statements).await,
+            Pool::Sqlite(pools) => {
+                sqlite::execute_in_transaction(&pools.write, INSERT, &statements).await
+            }
             Pool::Postgres(pool) => {
                 postgres::execute_in_transaction(pool, INSERT, &statements).await
             }
@@ -226,7 +241,7 @@ impl Store {
     pub async fn list_dispatches(&self, query: &DispatchQuery) -> Result<DispatchPage, StoreError> {
         let (sql, limit) = dispatches::list_sql(self.backend(), query);
         let items = match &self.pool {
-            Pool::Sqlite(pool) => sqlite::fetch_dispatches(pool, &sql).await?,
+            Pool::Sqlite(pools) => sqlite::fetch_dispatches(&pools.read, &sql).await?,
             Pool::Postgres(pool) => postgres::fetch_dispatches(pool, &sql).await?,
         };
         Ok(dispatches::page(items, limit))
@@ -236,7 +251,7 @@ impl Store {
     pub async fn get_dispatch(&self, id: Uuid) -> Result<Option<StoredDispatch>, StoreError> {
         let sql = dispatches::get_sql(self.backend(), id);
         let items = match &self.pool {
-            Pool::Sqlite(pool) => sqlite::fetch_dispatches(pool, &sql).await?,
+            Pool::Sqlite(pools) => sqlite::fetch_dispatches(&pools.read, &sql).await?,
             Pool::Postgres(pool) => postgres::fetch_dispatches(pool, &sql).await?,
         };
         Ok(items.into_iter().next())
@@ -248,7 +263,9 @@ impl Store {
         const PURGE: &str = "purge old dispatch reports";
         let statements = dispatches::purge_sql(self.backend(), older_than_ms);
         let affected = match &self.pool {
-            Pool::Sqlite(pool) => sqlite::execute_in_transaction(pool, PURGE, &statements).await?,
+            Pool::Sqlite(pools) => {
+                sqlite::execute_in_transaction(&pools.write, PURGE, &statements).await?
+            }
             Pool::Postgres(pool) => {
                 postgres::execute_in_transaction(pool, PURGE, &statements).await?
             }
@@ -257,9 +274,14 @@ impl Store {
     }
 
     /// The SQLite pool, for an extension's own queries, when this is SQLite.
+    ///
+    /// It is the pool of readers. The coordinator makes its own writes on one connection of
+    /// its own, so a write on this pool waits for SQLite's write lock (up to the 5 s busy
+    /// timeout) while the coordinator writes; write in a [`StoreTx`] instead, which queues
+    /// with the coordinator's writes.
     pub fn sqlite_pool(&self) -> Option<&sqlx::SqlitePool> {
         match &self.pool {
-            Pool::Sqlite(pool) => Some(pool),
+            Pool::Sqlite(pools) => Some(&pools.read),
             Pool::Postgres(_) => None,
         }
     }
@@ -275,9 +297,20 @@ impl Store {
     /// Closes every connection, waiting for those in use to be returned. Clones are closed too.
     pub async fn close(&self) {
         match &self.pool {
-            Pool::Sqlite(pool) => pool.close().await,
+            Pool::Sqlite(pools) => pools.close().await,
             Pool::Postgres(pool) => pool.close().await,
         }
+    }
+
+    /// Wakes a worker of this process waiting for tasks (after a task was enqueued here).
+    pub(crate) fn notify_enqueued(&self) {
+        self.enqueued.notify_one();
+    }
+
+    /// Resolves when a task was enqueued in this process since the last call (or now, if one
+    /// was enqueued before it was awaited).
+    pub(crate) async fn enqueued(&self) {
+        self.enqueued.notified().await;
     }
 }
 

@@ -19,24 +19,85 @@ const BACKEND: Backend = Backend::Sqlite;
 /// How long a connection waits for another's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub(super) async fn connect(url: &str, max_connections: u32) -> Result<SqlitePool, StoreError> {
-    SqlitePoolOptions::new()
-        .max_connections(max_connections)
-        .connect_with(options(url)?)
-        .await
-        .map_err(|source| StoreError::Connect {
-            backend: BACKEND,
-            url: redact_url(url),
-            source,
-        })
+/// The pools of one SQLite database: readers, and one writer.
+///
+/// SQLite lets one connection write at a time. Connections that race for the write lock wait
+/// in SQLite's busy handler, which sleeps in steps of up to 100 ms: under load that is where
+/// the time goes. Every write of the coordinator therefore goes through `write`, a pool of one
+/// connection, where writers queue in order and are handed the connection as soon as it is
+/// free; reads use `read` and never wait for a writer (WAL).
+#[derive(Clone, Debug)]
+pub(super) struct SqlitePools {
+    pub(super) read: SqlitePool,
+    pub(super) write: SqlitePool,
 }
 
-/// A pool that opens its first connection when first used. It must be created within a Tokio
-/// runtime, which runs its maintenance.
-pub(super) fn connect_lazy(url: &str, max_connections: u32) -> Result<SqlitePool, StoreError> {
-    Ok(SqlitePoolOptions::new()
+impl SqlitePools {
+    pub(super) async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+}
+
+pub(super) async fn connect(url: &str, max_connections: u32) -> Result<SqlitePools, StoreError> {
+    let options = options(url)?;
+    let connect_error = |source| StoreError::Connect {
+        backend: BACKEND,
+        url: redact_url(url),
+        source,
+    };
+    // The writer first: it creates the file and sets WAL mode before readers open it.
+    let write = writer_options()
+        .connect_with(options.clone())
+        .await
+        .map_err(connect_error)?;
+    if in_memory(url) {
+        // An in-memory database shares its data through SQLite's shared cache, whose locks
+        // fail instead of waiting: one connection does everything.
+        return Ok(SqlitePools {
+            read: write.clone(),
+            write,
+        });
+    }
+    let read = SqlitePoolOptions::new()
         .max_connections(max_connections)
-        .connect_lazy_with(options(url)?))
+        .connect_with(options)
+        .await
+        .map_err(connect_error)?;
+    Ok(SqlitePools { read, write })
+}
+
+/// Pools that open their first connection when first used. They must be created within a Tokio
+/// runtime, which runs their maintenance.
+pub(super) fn connect_lazy(url: &str, max_connections: u32) -> Result<SqlitePools, StoreError> {
+    let options = options(url)?;
+    let write = writer_options().connect_lazy_with(options.clone());
+    if in_memory(url) {
+        return Ok(SqlitePools {
+            read: write.clone(),
+            write,
+        });
+    }
+    Ok(SqlitePools {
+        read: SqlitePoolOptions::new()
+            .max_connections(max_connections)
+            .connect_lazy_with(options),
+        write,
+    })
+}
+
+/// Whether `url` names an in-memory database (`sqlite::memory:`, `mode=memory`).
+fn in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+/// The writer pool: one connection; a writer waits for it as long as it would have waited for
+/// SQLite's write lock.
+fn writer_options() -> SqlitePoolOptions {
+    SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .acquire_timeout(BUSY_TIMEOUT)
 }
 
 /// The connection options of `url`, with its folder created.

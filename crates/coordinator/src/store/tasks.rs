@@ -37,6 +37,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use schemars::JsonSchema;
@@ -44,11 +45,13 @@ use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{PgConnection, Postgres, Row, Sqlite, SqliteConnection};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::dispatches::{Arg, Sql, ms_to_db};
 use super::{Backend, Pool, Store, StoreError, now_ms, postgres, sqlite};
 use crate::dispatch::new_id;
+use crate::worker::Decision;
 
 // ---------------------------------------------------------------------------------------------
 // The public types
@@ -434,6 +437,9 @@ pub struct TaskCount {
 /// ```
 pub struct StoreTx {
     tx: Tx,
+    /// Wakes the workers of this process once committed, if a task was enqueued in it.
+    wake: Arc<Notify>,
+    enqueued: bool,
 }
 
 enum Tx {
@@ -467,7 +473,9 @@ impl StoreTx {
 
     /// Enqueues a task as part of this transaction; see [`Store::enqueue_task`].
     pub async fn enqueue_task(&mut self, task: &NewTask) -> Result<Uuid, StoreError> {
-        insert_task(&mut self.conn(), task).await
+        let id = insert_task(&mut self.conn(), task).await?;
+        self.enqueued = true;
+        Ok(id)
     }
 
     /// Records that the event `external_id` from `source` (a webhook's event id, a message id)
@@ -514,9 +522,13 @@ impl StoreTx {
         let backend = self.backend();
         let err = StoreError::db(backend, "commit a transaction");
         match self.tx {
-            Tx::Sqlite(tx) => tx.commit().await.map_err(err),
-            Tx::Postgres(tx) => tx.commit().await.map_err(err),
+            Tx::Sqlite(tx) => tx.commit().await.map_err(err)?,
+            Tx::Postgres(tx) => tx.commit().await.map_err(err)?,
         }
+        if self.enqueued {
+            self.wake.notify_one();
+        }
+        Ok(())
     }
 
     /// Undoes everything done in the transaction.
@@ -544,23 +556,38 @@ const LOST_LAST_CHAIN: &str = "[\"the worker running the last attempt stopped re
 impl Store {
     /// Adds a task to the queue and returns its id. With a `unique_key`, while a task of the
     /// same name and key is queued, retrying or running, returns that task's id instead.
+    ///
+    /// It is one statement, committed on its own (a second one reads the pending task's id
+    /// when the key is taken).
     pub async fn enqueue_task(&self, task: &NewTask) -> Result<Uuid, StoreError> {
-        let mut tx = self.begin().await?;
-        let id = tx.enqueue_task(task).await?;
-        tx.commit().await?;
+        let id = self
+            .with_write_conn("enqueue a task", async |conn| insert_task(conn, task).await)
+            .await?;
+        self.notify_enqueued();
         Ok(id)
     }
 
     /// Begins a transaction, to record an incoming event and enqueue its work together.
+    ///
+    /// On SQLite it holds the coordinator's one writer connection until it ends: keep it short,
+    /// and make every write until then through it.
     pub async fn begin(&self) -> Result<StoreTx, StoreError> {
         let err = StoreError::db(self.backend(), "begin a transaction");
         let tx = match &self.pool {
-            Pool::Sqlite(pool) => {
-                Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?)
-            }
+            Pool::Sqlite(pools) => Tx::Sqlite(
+                pools
+                    .write
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(err)?,
+            ),
             Pool::Postgres(pool) => Tx::Postgres(pool.begin().await.map_err(err)?),
         };
-        Ok(StoreTx { tx })
+        Ok(StoreTx {
+            tx,
+            wake: Arc::clone(&self.enqueued),
+            enqueued: false,
+        })
     }
 
     /// Claims up to `limit` tasks for `worker_id` from `queues` (every queue when empty): queued
@@ -583,9 +610,13 @@ impl Store {
         }
         let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
         match &self.pool {
-            Pool::Sqlite(pool) => {
+            Pool::Sqlite(pools) => {
                 let err = StoreError::db(Backend::Sqlite, "claim tasks");
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+                let mut tx = pools
+                    .write
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(err)?;
                 let claimed = claim_sqlite(
                     &mut Conn::Sqlite(&mut tx),
                     worker_id,
@@ -625,7 +656,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let until = now_ms().saturating_add(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX));
-        self.with_conn("renew task leases", async |conn| {
+        self.with_write_conn("renew task leases", async |conn| {
             let mut sql = conn.sql("UPDATE coordinator_tasks SET lease_until_ms = ");
             sql.bind(Arg::Int(ms_to_db(until)))
                 .push(" WHERE state = 'running' AND lease_owner = ")
@@ -651,22 +682,11 @@ impl Store {
         attempt: u32,
         result: Option<&str>,
     ) -> Result<bool, StoreError> {
-        let now = ms_to_db(now_ms());
-        let backend = self.backend();
-        let mut task = Sql::new(
-            backend,
-            "UPDATE coordinator_tasks SET state = 'succeeded', lease_owner = NULL, \
-             lease_until_ms = NULL, result = ",
-        );
-        task.bind(Arg::OptText(result.map(str::to_owned)))
-            .push(", updated_at_ms = ")
-            .bind(Arg::Int(now))
-            .push(", finished_at_ms = ")
-            .bind(Arg::Int(now));
-        push_fence(&mut task, id, worker_id, attempt);
-        let finished = attempt_finished(backend, id, worker_id, attempt, AttemptStatus::Ok, None);
-        self.record_outcome("record a task's success", task, finished)
-            .await
+        let decision = Decision::Succeeded(result.map(str::to_owned));
+        let applied = self
+            .record_outcomes(worker_id, &[(id, attempt, &decision)])
+            .await?;
+        Ok(applied.first().copied().unwrap_or(false))
     }
 
     /// Records that attempt `attempt` of task `id` failed with the error `chain` (outermost
@@ -683,28 +703,46 @@ impl Store {
         retry_at_ms: Option<u64>,
         status: AttemptStatus,
     ) -> Result<bool, StoreError> {
-        let now = ms_to_db(now_ms());
-        let backend = self.backend();
-        let chain = serde_json::to_string(chain).unwrap_or_else(|_| "[]".to_owned());
-        let mut task = Sql::new(
-            backend,
-            "UPDATE coordinator_tasks SET lease_owner = NULL, lease_until_ms = NULL, last_error = ",
-        );
-        task.bind(Arg::Text(chain.clone()))
-            .push(", updated_at_ms = ")
-            .bind(Arg::Int(now));
-        match retry_at_ms {
-            Some(at) => task
-                .push(", state = 'retrying', run_at_ms = ")
-                .bind(Arg::Int(ms_to_db(at))),
-            None => task
-                .push(", state = 'dead', finished_at_ms = ")
-                .bind(Arg::Int(now)),
+        let chain = chain.to_vec();
+        let decision = match retry_at_ms {
+            Some(at_ms) => Decision::Retry {
+                at_ms,
+                status,
+                chain,
+            },
+            None => Decision::Dead { status, chain },
         };
-        push_fence(&mut task, id, worker_id, attempt);
-        let finished = attempt_finished(backend, id, worker_id, attempt, status, Some(chain));
-        self.record_outcome("record a task's failure", task, finished)
-            .await
+        let applied = self
+            .record_outcomes(worker_id, &[(id, attempt, &decision)])
+            .await?;
+        Ok(applied.first().copied().unwrap_or(false))
+    }
+
+    /// Records the outcomes of attempts `worker_id` ran, `(task id, attempt, outcome)`, in one
+    /// transaction, each fenced like [`Store::complete_task`]; returns, for each, whether the
+    /// task was changed. Whether or not it was, the attempt's record gets its real outcome (a
+    /// cancelled task's history shows how its last attempt ended).
+    pub(crate) async fn record_outcomes(
+        &self,
+        worker_id: &str,
+        outcomes: &[(Uuid, u32, &Decision)],
+    ) -> Result<Vec<bool>, StoreError> {
+        const ACTION: &str = "record task outcomes";
+        if outcomes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = ms_to_db(now_ms());
+        self.with_tx(ACTION, async |conn| {
+            let mut applied = Vec::with_capacity(outcomes.len());
+            for (id, attempt, decision) in outcomes {
+                let (task, finished) =
+                    outcome_sql(conn.backend(), now, *id, worker_id, *attempt, decision);
+                applied.push(conn.execute(ACTION, &task).await? == 1);
+                conn.execute(ACTION, &finished).await?;
+            }
+            Ok(applied)
+        })
+        .await
     }
 
     /// Gives back the tasks `worker_id` holds among `ids` (a worker shutting down before they
@@ -831,7 +869,7 @@ impl Store {
     pub async fn retry_task(&self, id: Uuid) -> Result<(), StoreError> {
         const ACTION: &str = "retry a task";
         let now = ms_to_db(now_ms());
-        self.with_conn(ACTION, async |conn| {
+        self.with_write_conn(ACTION, async |conn| {
             let mut sql = conn.sql(
                 "UPDATE coordinator_tasks SET state = 'queued', attempts = 0, lease_owner = NULL, \
                  lease_until_ms = NULL, finished_at_ms = NULL, result = NULL, run_at_ms = ",
@@ -859,7 +897,7 @@ impl Store {
     pub async fn cancel_task(&self, id: Uuid) -> Result<(), StoreError> {
         const ACTION: &str = "cancel a task";
         let now = ms_to_db(now_ms());
-        self.with_conn(ACTION, async |conn| {
+        self.with_write_conn(ACTION, async |conn| {
             let mut sql = conn.sql(
                 "UPDATE coordinator_tasks SET state = 'cancelled', lease_owner = NULL, \
                  lease_until_ms = NULL, finished_at_ms = ",
@@ -908,7 +946,7 @@ impl Store {
         .await
     }
 
-    /// Runs `f` on a pooled connection.
+    /// Runs `f` on a pooled connection, for reads.
     async fn with_conn<T>(
         &self,
         action: &'static str,
@@ -916,8 +954,27 @@ impl Store {
     ) -> Result<T, StoreError> {
         let err = StoreError::db(self.backend(), action);
         match &self.pool {
-            Pool::Sqlite(pool) => {
+            Pool::Sqlite(pools) => {
+                let mut conn = pools.read.acquire().await.map_err(err)?;
+                f(&mut Conn::Sqlite(&mut conn)).await
+            }
+            Pool::Postgres(pool) => {
                 let mut conn = pool.acquire().await.map_err(err)?;
+                f(&mut Conn::Postgres(&mut conn)).await
+            }
+        }
+    }
+
+    /// Runs `f` on a pooled connection that may write (each statement commits on its own).
+    async fn with_write_conn<T>(
+        &self,
+        action: &'static str,
+        f: impl AsyncFnOnce(&mut Conn<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let err = StoreError::db(self.backend(), action);
+        match &self.pool {
+            Pool::Sqlite(pools) => {
+                let mut conn = pools.write.acquire().await.map_err(err)?;
                 f(&mut Conn::Sqlite(&mut conn)).await
             }
             Pool::Postgres(pool) => {
@@ -942,22 +999,6 @@ impl Store {
         }
         Ok(out)
     }
-
-    /// Applies a fenced task update and, whether or not it applied, ends the attempt's record
-    /// (a cancelled task's attempt still gets its real outcome in the history).
-    async fn record_outcome(
-        &self,
-        action: &'static str,
-        task: Sql,
-        attempt: Sql,
-    ) -> Result<bool, StoreError> {
-        self.with_tx(action, async |conn| {
-            let changed = conn.execute(action, &task).await? == 1;
-            conn.execute(action, &attempt).await?;
-            Ok(changed)
-        })
-        .await
-    }
 }
 
 /// The columns of a task row, in the order [`task_from_row`] reads them by name.
@@ -975,19 +1016,56 @@ fn push_fence(sql: &mut Sql, id: Uuid, worker_id: &str, attempt: u32) {
         .bind(Arg::Int(i64::from(attempt)));
 }
 
-/// Ends the record of an attempt that has not ended yet (one marked lost already stays lost).
-fn attempt_finished(
+/// The fenced update of a task for an attempt's outcome, and the end of that attempt's
+/// record (one marked lost already stays lost).
+fn outcome_sql(
     backend: Backend,
+    now: i64,
     id: Uuid,
     worker_id: &str,
     attempt: u32,
-    status: AttemptStatus,
-    chain: Option<String>,
-) -> Sql {
-    let mut sql = Sql::new(backend, "UPDATE coordinator_task_attempts SET status = ");
-    sql.bind(Arg::Text(status.as_str().to_owned()))
+    decision: &Decision,
+) -> (Sql, Sql) {
+    let mut task = Sql::new(
+        backend,
+        "UPDATE coordinator_tasks SET lease_owner = NULL, lease_until_ms = NULL, updated_at_ms = ",
+    );
+    task.bind(Arg::Int(now));
+    let (status, chain) = match decision {
+        Decision::Succeeded(result) => {
+            task.push(", state = 'succeeded', result = ")
+                .bind(Arg::OptText(result.clone()))
+                .push(", finished_at_ms = ")
+                .bind(Arg::Int(now));
+            (AttemptStatus::Ok, None)
+        }
+        Decision::Retry {
+            at_ms,
+            status,
+            chain,
+        } => {
+            let chain = serde_json::to_string(chain).unwrap_or_else(|_| "[]".to_owned());
+            task.push(", state = 'retrying', run_at_ms = ")
+                .bind(Arg::Int(ms_to_db(*at_ms)))
+                .push(", last_error = ")
+                .bind(Arg::Text(chain.clone()));
+            (*status, Some(chain))
+        }
+        Decision::Dead { status, chain } => {
+            let chain = serde_json::to_string(chain).unwrap_or_else(|_| "[]".to_owned());
+            task.push(", state = 'dead', finished_at_ms = ")
+                .bind(Arg::Int(now))
+                .push(", last_error = ")
+                .bind(Arg::Text(chain.clone()));
+            (*status, Some(chain))
+        }
+    };
+    push_fence(&mut task, id, worker_id, attempt);
+    let mut finished = Sql::new(backend, "UPDATE coordinator_task_attempts SET status = ");
+    finished
+        .bind(Arg::Text(status.as_str().to_owned()))
         .push(", finished_at_ms = ")
-        .bind(Arg::Int(ms_to_db(now_ms())))
+        .bind(Arg::Int(now))
         .push(", error_chain = ")
         .bind(Arg::OptText(chain))
         .push(" WHERE finished_at_ms IS NULL AND task_id = ")
@@ -996,7 +1074,7 @@ fn attempt_finished(
         .bind(Arg::Int(i64::from(attempt)))
         .push(" AND worker = ")
         .bind(Arg::Text(worker_id.to_owned()));
-    sql
+    (task, finished)
 }
 
 /// Appends ` AND queue IN (…)` unless `queues` is empty (every queue).
@@ -1007,13 +1085,19 @@ fn push_queues(sql: &mut Sql, queues: &[String]) {
     }
 }
 
-/// The condition of a task that can be claimed now.
-fn push_claimable(sql: &mut Sql, now: i64) {
-    sql.push(" WHERE ((state IN ('queued', 'retrying') AND run_at_ms <= ")
+/// The condition of a queued or retrying task whose time has come (the partial index
+/// `coordinator_tasks_ready` holds exactly these tasks, in claim order).
+fn push_due(sql: &mut Sql, now: i64) {
+    sql.push(" WHERE state IN ('queued', 'retrying') AND run_at_ms <= ")
+        .bind(Arg::Int(now));
+}
+
+/// The condition of a running task whose lease expired with attempts left (through the partial
+/// index `coordinator_tasks_leases`).
+fn push_expired(sql: &mut Sql, now: i64) {
+    sql.push(" WHERE state = 'running' AND lease_until_ms <= ")
         .bind(Arg::Int(now))
-        .push(") OR (state = 'running' AND lease_until_ms <= ")
-        .bind(Arg::Int(now))
-        .push(" AND attempts < max_attempts))");
+        .push(" AND attempts < max_attempts");
 }
 
 /// The condition of a running task whose lease expired on its last allowed attempt.
@@ -1100,7 +1184,10 @@ async fn claim_sqlite(
     let lease_until = now_u.saturating_add(lease_ms);
 
     // Running tasks whose lease expired on their last attempt die here.
-    let mut sql = conn.sql("SELECT id, attempts FROM coordinator_tasks");
+    // INDEXED BY: without statistics SQLite would read these through the index on state and
+    // sort the whole backlog.
+    let mut sql =
+        conn.sql("SELECT id, attempts FROM coordinator_tasks INDEXED BY coordinator_tasks_leases");
     push_exhausted(&mut sql, now);
     push_queues(&mut sql, queues);
     let exhausted = conn
@@ -1144,24 +1231,29 @@ async fn claim_sqlite(
         log_reaped(&exhausted.iter().map(|(id, _)| *id).collect::<Vec<_>>());
     }
 
-    let mut sql = conn.sql("SELECT id, state FROM coordinator_tasks");
-    push_claimable(&mut sql, now);
+    // Running tasks whose lease expired come first (they are the oldest), then due tasks, each
+    // read through its own partial index in claim order.
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut sql = conn.sql("SELECT id FROM coordinator_tasks INDEXED BY coordinator_tasks_leases");
+    push_expired(&mut sql, now);
     push_queues(&mut sql, queues);
-    sql.push(" ORDER BY run_at_ms, id LIMIT ")
-        .bind(Arg::Int(i64::try_from(limit).unwrap_or(i64::MAX)));
-    let candidates = conn
-        .fetch(ACTION, &sql, |row| {
-            Ok((row.id("id")?, row.text("state")? == "running"))
-        })
-        .await?;
+    sql.push(" ORDER BY lease_until_ms LIMIT ")
+        .bind(Arg::Int(limit));
+    let expired = conn.fetch(ACTION, &sql, |row| row.id("id")).await?;
+    let mut candidates = expired.clone();
+    let room = limit - i64::try_from(expired.len()).unwrap_or(limit);
+    if room > 0 {
+        let mut sql =
+            conn.sql("SELECT id FROM coordinator_tasks INDEXED BY coordinator_tasks_ready");
+        push_due(&mut sql, now);
+        push_queues(&mut sql, queues);
+        sql.push(" ORDER BY run_at_ms, id LIMIT ")
+            .bind(Arg::Int(room));
+        candidates.extend(conn.fetch(ACTION, &sql, |row| row.id("id")).await?);
+    }
     if candidates.is_empty() {
         return Ok(Vec::new());
     }
-    let expired: Vec<Uuid> = candidates
-        .iter()
-        .filter(|(_, running)| *running)
-        .map(|(id, _)| *id)
-        .collect();
     if !expired.is_empty() {
         let mut lost =
             conn.sql("UPDATE coordinator_task_attempts SET status = 'lost', finished_at_ms = ");
@@ -1185,7 +1277,7 @@ async fn claim_sqlite(
         .push(", updated_at_ms = ")
         .bind(Arg::Int(now))
         .push(" WHERE id IN ")
-        .bind_list(candidates.iter().map(|(id, _)| Arg::Id(*id)))
+        .bind_list(candidates.iter().map(|id| Arg::Id(*id)))
         .push(
             " RETURNING id, task, queue, payload, attempts, max_attempts, origin_dispatch, \
              'x' AS was",
@@ -1257,13 +1349,26 @@ async fn claim_postgres(
     let reaped = conn.fetch(ACTION, &sql, |row| row.id("id")).await?;
     log_reaped(&reaped);
 
-    let mut sql = conn.sql("WITH candidates AS (SELECT id, state AS was FROM coordinator_tasks");
-    push_claimable(&mut sql, now);
+    // Running tasks whose lease expired come first, then due tasks, each read through its own
+    // partial index in claim order; rows are locked as they are read, so no more than `limit`.
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut sql = conn.sql("WITH expired AS (SELECT id, state AS was FROM coordinator_tasks");
+    push_expired(&mut sql, now);
+    push_queues(&mut sql, queues);
+    sql.push(" ORDER BY lease_until_ms LIMIT ")
+        .bind(Arg::Int(limit))
+        .push(" FOR UPDATE SKIP LOCKED), due AS (SELECT id, state AS was FROM coordinator_tasks");
+    push_due(&mut sql, now);
     push_queues(&mut sql, queues);
     sql.push(" ORDER BY run_at_ms, id LIMIT ")
-        .bind(Arg::Int(i64::try_from(limit).unwrap_or(i64::MAX)))
+        .bind(Arg::Int(limit))
         .push(
             " FOR UPDATE SKIP LOCKED), \
+             candidates AS (SELECT id, was FROM expired UNION ALL SELECT id, was FROM due LIMIT ",
+        )
+        .bind(Arg::Int(limit))
+        .push(
+            "), \
              claimed AS (UPDATE coordinator_tasks t SET state = 'running', \
              attempts = t.attempts + 1, lease_owner = ",
         )
