@@ -314,6 +314,28 @@ impl Store {
     }
 }
 
+/// A connection idle for this long is checked (pinged) before it is used again.
+const PING_IDLE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The options every pool starts from.
+///
+/// sqlx pings a connection before handing it out; that is a round trip to the server (or to
+/// SQLite's connection thread) on every operation, for nothing when the connection was in use a
+/// moment ago. Only connections idle for a second or more are pinged (one that the server
+/// closed meanwhile is then replaced instead of failing the operation).
+fn pool_options<DB: sqlx::Database>() -> sqlx::pool::PoolOptions<DB> {
+    sqlx::pool::PoolOptions::<DB>::new()
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IDLE_AFTER {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 /// Now, in milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()

@@ -2,7 +2,7 @@
 
 use std::str::FromStr;
 
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgRow};
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Row};
 use uuid::Uuid;
 
@@ -36,7 +36,7 @@ pub(super) async fn connect(url: &str, max_connections: u32) -> Result<PgPool, S
         .close()
         .await
         .map_err(connect_error)?;
-    Ok(PgPoolOptions::new()
+    Ok(super::pool_options::<Postgres>()
         .max_connections(max_connections)
         .connect_lazy_with(options))
 }

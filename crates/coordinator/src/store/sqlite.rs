@@ -1,13 +1,16 @@
 //! The SQLite backend: a local file in WAL mode, the embedded default.
 
+use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Connection, Row, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{Connection, Row, Sqlite, SqliteConnection, SqlitePool, TransactionManager as _};
+use tokio::sync::{Mutex, OwnedMappedMutexGuard, OwnedMutexGuard};
 use uuid::Uuid;
 
 use super::dispatches::{self, Arg, Sql};
@@ -19,17 +22,18 @@ const BACKEND: Backend = Backend::Sqlite;
 /// How long a connection waits for another's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The pools of one SQLite database: readers, and one writer.
+/// The connections of one SQLite database: a pool of readers, and one writer.
 ///
 /// SQLite lets one connection write at a time. Connections that race for the write lock wait
 /// in SQLite's busy handler, which sleeps in steps of up to 100 ms: under load that is where
-/// the time goes. Every write of the coordinator therefore goes through `write`, a pool of one
-/// connection, where writers queue in order and are handed the connection as soon as it is
-/// free; reads use `read` and never wait for a writer (WAL).
+/// the time goes. Every write of the coordinator therefore goes through `write`, one
+/// connection behind a fair async lock, where writers queue in order and get the connection as
+/// soon as it is free; reads use `read` and never wait for a writer (WAL). See
+/// `docs/decisions/0009-sqlite-single-writer.md`.
 #[derive(Clone, Debug)]
 pub(super) struct SqlitePools {
     pub(super) read: SqlitePool,
-    pub(super) write: SqlitePool,
+    pub(super) write: Writer,
 }
 
 impl SqlitePools {
@@ -39,65 +43,158 @@ impl SqlitePools {
     }
 }
 
-pub(super) async fn connect(url: &str, max_connections: u32) -> Result<SqlitePools, StoreError> {
-    let options = options(url)?;
-    let connect_error = |source| StoreError::Connect {
-        backend: BACKEND,
-        url: redact_url(url),
-        source,
-    };
-    // The writer first: it creates the file and sets WAL mode before readers open it.
-    let write = writer_options()
-        .connect_with(options.clone())
-        .await
-        .map_err(connect_error)?;
-    if in_memory(url) {
-        // An in-memory database shares its data through SQLite's shared cache, whose locks
-        // fail instead of waiting: one connection does everything.
-        return Ok(SqlitePools {
-            read: write.clone(),
-            write,
-        });
-    }
-    let read = SqlitePoolOptions::new()
-        .max_connections(max_connections)
-        .connect_with(options)
-        .await
-        .map_err(connect_error)?;
-    Ok(SqlitePools { read, write })
+/// The one writer connection, opened when first used and kept (no pool: a pool pings a
+/// connection each time it is returned, a round trip to SQLite's thread per write).
+#[derive(Clone)]
+pub(crate) struct Writer {
+    options: SqliteConnectOptions,
+    conn: Arc<Mutex<Option<SqliteConnection>>>,
+    /// Set by `close`: no connection is opened again.
+    closed: Arc<AtomicBool>,
 }
 
-/// Pools that open their first connection when first used. They must be created within a Tokio
-/// runtime, which runs their maintenance.
-pub(super) fn connect_lazy(url: &str, max_connections: u32) -> Result<SqlitePools, StoreError> {
-    let options = options(url)?;
-    let write = writer_options().connect_lazy_with(options.clone());
-    if in_memory(url) {
-        return Ok(SqlitePools {
-            read: write.clone(),
-            write,
+impl fmt::Debug for Writer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Writer").finish_non_exhaustive()
+    }
+}
+
+/// The writer connection, held until dropped.
+pub(crate) type WriteGuard = OwnedMappedMutexGuard<Option<SqliteConnection>, SqliteConnection>;
+
+impl Writer {
+    fn new(options: SqliteConnectOptions) -> Self {
+        Self {
+            options,
+            conn: Arc::new(Mutex::new(None)),
+            closed: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Waits for the writer connection (first come, first served), up to the busy timeout.
+    pub(super) async fn lock(&self, action: &'static str) -> Result<WriteGuard, StoreError> {
+        let err = StoreError::db(BACKEND, action);
+        let mut guard = tokio::time::timeout(BUSY_TIMEOUT, Arc::clone(&self.conn).lock_owned())
+            .await
+            .map_err(|_| err(sqlx::Error::PoolTimedOut))?;
+        if self.closed.load(Ordering::Acquire) {
+            return Err(err(sqlx::Error::PoolClosed));
+        }
+        if guard.is_none() {
+            *guard = Some(
+                SqliteConnection::connect_with(&self.options)
+                    .await
+                    .map_err(err)?,
+            );
+        }
+        Ok(OwnedMutexGuard::map(guard, |conn| {
+            conn.as_mut().expect("opened above")
+        }))
+    }
+
+    async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        if let Some(conn) = self.conn.lock().await.take() {
+            let _ = conn.close().await;
+        }
+    }
+
+    /// Begins a write transaction on the writer (`BEGIN IMMEDIATE`).
+    pub(super) async fn begin(&self, action: &'static str) -> Result<SqliteTx, StoreError> {
+        let mut conn = self.lock(action).await?;
+        <Sqlite as sqlx::Database>::TransactionManager::begin(
+            &mut conn,
+            Some("BEGIN IMMEDIATE".into()),
+        )
+        .await
+        .map_err(StoreError::db(BACKEND, action))?;
+        Ok(SqliteTx { conn, open: true })
+    }
+}
+
+/// A write transaction on the writer connection; rolled back if dropped before it commits.
+pub(crate) struct SqliteTx {
+    conn: WriteGuard,
+    open: bool,
+}
+
+impl SqliteTx {
+    pub(super) fn conn(&mut self) -> &mut SqliteConnection {
+        &mut self.conn
+    }
+
+    pub(super) async fn commit(mut self) -> Result<(), sqlx::Error> {
+        <Sqlite as sqlx::Database>::TransactionManager::commit(&mut self.conn).await?;
+        self.open = false;
+        Ok(())
+    }
+
+    pub(super) async fn rollback(mut self) -> Result<(), sqlx::Error> {
+        <Sqlite as sqlx::Database>::TransactionManager::rollback(&mut self.conn).await?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl Drop for SqliteTx {
+    fn drop(&mut self) {
+        if self.open {
+            // Queued on the connection's thread before anything the next holder sends.
+            <Sqlite as sqlx::Database>::TransactionManager::start_rollback(&mut self.conn);
+        }
+    }
+}
+
+pub(super) async fn connect(url: &str, max_connections: u32) -> Result<SqlitePools, StoreError> {
+    let pools = connect_lazy(url, max_connections)?;
+    // Open the writer first: it creates the file and sets WAL mode before readers open it.
+    let opened = pools.write.lock("open the database").await;
+    if let Err(StoreError::Database { source, .. }) = opened {
+        return Err(StoreError::Connect {
+            backend: BACKEND,
+            url: redact_url(url),
+            source,
         });
     }
+    drop(opened?);
+    pools
+        .read
+        .acquire()
+        .await
+        .map_err(|source| StoreError::Connect {
+            backend: BACKEND,
+            url: redact_url(url),
+            source,
+        })?;
+    Ok(pools)
+}
+
+/// Connections opened when first used. They must be created within a Tokio runtime, which
+/// runs the pool's maintenance.
+pub(super) fn connect_lazy(url: &str, max_connections: u32) -> Result<SqlitePools, StoreError> {
+    if in_memory(url) {
+        return Err(StoreError::InvalidUrl {
+            backend: BACKEND,
+            url: redact_url(url),
+            source: sqlx::Error::Configuration(
+                "an in-memory database loses every task and dispatch report when the process \
+                 stops, and cannot be shared by the coordinator's reader and writer connections"
+                    .into(),
+            ),
+        });
+    }
+    let options = options(url)?;
     Ok(SqlitePools {
-        read: SqlitePoolOptions::new()
+        read: super::pool_options::<Sqlite>()
             .max_connections(max_connections)
-            .connect_lazy_with(options),
-        write,
+            .connect_lazy_with(options.clone()),
+        write: Writer::new(options),
     })
 }
 
 /// Whether `url` names an in-memory database (`sqlite::memory:`, `mode=memory`).
 fn in_memory(url: &str) -> bool {
     url.contains(":memory:") || url.contains("mode=memory")
-}
-
-/// The writer pool: one connection; a writer waits for it as long as it would have waited for
-/// SQLite's write lock.
-fn writer_options() -> SqlitePoolOptions {
-    SqlitePoolOptions::new()
-        .max_connections(1)
-        .min_connections(1)
-        .acquire_timeout(BUSY_TIMEOUT)
 }
 
 /// The connection options of `url`, with its folder created.
@@ -151,17 +248,17 @@ pub(super) async fn ping(pool: &SqlitePool) -> Result<(), StoreError> {
 
 /// Runs the statements in one transaction; returns the rows each affected.
 pub(super) async fn execute_in_transaction(
-    pool: &SqlitePool,
+    writer: &Writer,
     action: &'static str,
     statements: &[Sql],
 ) -> Result<Vec<u64>, StoreError> {
     let err = StoreError::db(BACKEND, action);
-    let mut tx = pool.begin().await.map_err(&err)?;
+    let mut tx = writer.begin(action).await?;
     let mut affected = Vec::with_capacity(statements.len());
     for sql in statements {
         let done = query(sql)
             .persistent(false)
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await
             .map_err(&err)?;
         affected.push(done.rows_affected());
@@ -233,11 +330,11 @@ pub(super) async fn recorded_migrations(pool: &SqlitePool) -> Result<Vec<Recorde
 }
 
 pub(super) async fn migrate(
-    pool: &SqlitePool,
+    writer: &Writer,
     plan: &[Planned],
 ) -> Result<Vec<AppliedMigration>, StoreError> {
     let err = |action| StoreError::db(BACKEND, action);
-    let mut conn = pool.acquire().await.map_err(err("start migrating"))?;
+    let mut conn = writer.lock("start migrating").await?;
     sqlx::raw_sql(migrate::CREATE_MIGRATIONS_TABLE)
         .execute(&mut *conn)
         .await

@@ -44,7 +44,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{PgConnection, Postgres, Row, Sqlite, SqliteConnection};
+use sqlx::{PgConnection, Postgres, Row, SqliteConnection};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -443,7 +443,7 @@ pub struct StoreTx {
 }
 
 enum Tx {
-    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    Sqlite(sqlite::SqliteTx),
     Postgres(sqlx::Transaction<'static, Postgres>),
 }
 
@@ -466,7 +466,7 @@ impl StoreTx {
 
     fn conn(&mut self) -> Conn<'_> {
         match &mut self.tx {
-            Tx::Sqlite(tx) => Conn::Sqlite(tx),
+            Tx::Sqlite(tx) => Conn::Sqlite(tx.conn()),
             Tx::Postgres(tx) => Conn::Postgres(tx),
         }
     }
@@ -504,7 +504,7 @@ impl StoreTx {
     /// The SQLite connection of this transaction, for an extension's own queries in it.
     pub fn sqlite(&mut self) -> Option<&mut SqliteConnection> {
         match &mut self.tx {
-            Tx::Sqlite(tx) => Some(&mut **tx),
+            Tx::Sqlite(tx) => Some(tx.conn()),
             Tx::Postgres(_) => None,
         }
     }
@@ -574,13 +574,7 @@ impl Store {
     pub async fn begin(&self) -> Result<StoreTx, StoreError> {
         let err = StoreError::db(self.backend(), "begin a transaction");
         let tx = match &self.pool {
-            Pool::Sqlite(pools) => Tx::Sqlite(
-                pools
-                    .write
-                    .begin_with("BEGIN IMMEDIATE")
-                    .await
-                    .map_err(err)?,
-            ),
+            Pool::Sqlite(pools) => Tx::Sqlite(pools.write.begin("begin a transaction").await?),
             Pool::Postgres(pool) => Tx::Postgres(pool.begin().await.map_err(err)?),
         };
         Ok(StoreTx {
@@ -612,13 +606,9 @@ impl Store {
         match &self.pool {
             Pool::Sqlite(pools) => {
                 let err = StoreError::db(Backend::Sqlite, "claim tasks");
-                let mut tx = pools
-                    .write
-                    .begin_with("BEGIN IMMEDIATE")
-                    .await
-                    .map_err(err)?;
+                let mut tx = pools.write.begin("claim tasks").await?;
                 let claimed = claim_sqlite(
-                    &mut Conn::Sqlite(&mut tx),
+                    &mut Conn::Sqlite(tx.conn()),
                     worker_id,
                     queues,
                     limit,
@@ -732,9 +722,27 @@ impl Store {
             return Ok(Vec::new());
         }
         let now = ms_to_db(now_ms());
+        let succeeded: Vec<(Uuid, u32, Option<String>)> = outcomes
+            .iter()
+            .filter_map(|(id, attempt, decision)| match decision {
+                Decision::Succeeded(result) => Some((*id, *attempt, result.clone())),
+                _ => None,
+            })
+            .collect();
         self.with_tx(ACTION, async |conn| {
+            // Successes (nearly all outcomes) in two statements, whatever their number.
+            let mut done = Vec::new();
+            if !succeeded.is_empty() {
+                let (tasks, attempts) = successes_sql(conn.backend(), now, worker_id, &succeeded);
+                done = conn.fetch(ACTION, &tasks, |row| row.id("id")).await?;
+                conn.execute(ACTION, &attempts).await?;
+            }
             let mut applied = Vec::with_capacity(outcomes.len());
             for (id, attempt, decision) in outcomes {
+                if matches!(decision, Decision::Succeeded(_)) {
+                    applied.push(done.contains(id));
+                    continue;
+                }
                 let (task, finished) =
                     outcome_sql(conn.backend(), now, *id, worker_id, *attempt, decision);
                 applied.push(conn.execute(ACTION, &task).await? == 1);
@@ -974,7 +982,7 @@ impl Store {
         let err = StoreError::db(self.backend(), action);
         match &self.pool {
             Pool::Sqlite(pools) => {
-                let mut conn = pools.write.acquire().await.map_err(err)?;
+                let mut conn = pools.write.lock(action).await?;
                 f(&mut Conn::Sqlite(&mut conn)).await
             }
             Pool::Postgres(pool) => {
@@ -1014,6 +1022,63 @@ fn push_fence(sql: &mut Sql, id: Uuid, worker_id: &str, attempt: u32) {
         .bind(Arg::Text(worker_id.to_owned()))
         .push(" AND attempts = ")
         .bind(Arg::Int(i64::from(attempt)));
+}
+
+/// The fenced update of the tasks whose attempts succeeded, `(id, attempt, result)`, returning
+/// the ids it changed, and the end of those attempts' records.
+fn successes_sql(
+    backend: Backend,
+    now: i64,
+    worker_id: &str,
+    succeeded: &[(Uuid, u32, Option<String>)],
+) -> (Sql, Sql) {
+    let values = |sql: &mut Sql, with_result: bool| {
+        sql.push(if with_result {
+            "WITH v (id, attempt, result) AS (VALUES "
+        } else {
+            "WITH v (id, attempt) AS (VALUES "
+        });
+        for (i, (id, attempt, result)) in succeeded.iter().enumerate() {
+            sql.push(if i == 0 { "(" } else { ", (" })
+                .bind(Arg::Id(*id))
+                .push(", ")
+                .bind(Arg::Int(i64::from(*attempt)));
+            if with_result {
+                sql.push(", ").bind(Arg::OptText(result.clone()));
+            }
+            sql.push(")");
+        }
+        sql.push(") ");
+    };
+    let mut tasks = Sql::new(backend, "");
+    values(&mut tasks, true);
+    tasks
+        .push(
+            "UPDATE coordinator_tasks SET state = 'succeeded', lease_owner = NULL, \
+             lease_until_ms = NULL, result = v.result, updated_at_ms = ",
+        )
+        .bind(Arg::Int(now))
+        .push(", finished_at_ms = ")
+        .bind(Arg::Int(now))
+        .push(
+            " FROM v WHERE coordinator_tasks.id = v.id AND coordinator_tasks.state = 'running' \
+             AND coordinator_tasks.attempts = v.attempt AND coordinator_tasks.lease_owner = ",
+        )
+        .bind(Arg::Text(worker_id.to_owned()))
+        .push(" RETURNING coordinator_tasks.id AS id");
+    let mut attempts = Sql::new(backend, "");
+    values(&mut attempts, false);
+    attempts
+        .push("UPDATE coordinator_task_attempts SET status = 'ok', finished_at_ms = ")
+        .bind(Arg::Int(now))
+        .push(
+            " FROM v WHERE coordinator_task_attempts.task_id = v.id \
+             AND coordinator_task_attempts.attempt = v.attempt \
+             AND coordinator_task_attempts.finished_at_ms IS NULL \
+             AND coordinator_task_attempts.worker = ",
+        )
+        .bind(Arg::Text(worker_id.to_owned()));
+    (tasks, attempts)
 }
 
 /// The fenced update of a task for an attempt's outcome, and the end of that attempt's
