@@ -12,7 +12,8 @@
 //! task_bench drain --url URL [-n 20000] [--workers K]    # enqueue N, then K worker processes drain
 //! ```
 //!
-//! Options: `--concurrency C` (each worker's `[worker] concurrency`, default 8),
+//! Options: `--concurrency C` (each worker's `[worker] concurrency`, default 8), `--prefetch P`
+//! (`[worker] prefetch`, default 24),
 //! `--poll-interval D` (default `100ms`, the default of `[worker] poll_interval`),
 //! `--max-connections M` (default 8), `--no-dispatch-log`. The URL names a database the
 //! benchmark may empty: an SQLite file is deleted first, a PostgreSQL database must exist and
@@ -116,6 +117,7 @@ struct Options {
     warmup: u64,
     workers: usize,
     concurrency: usize,
+    prefetch: usize,
     poll_interval: String,
     max_connections: u32,
     dispatch_log: bool,
@@ -125,7 +127,7 @@ struct Options {
 fn usage() -> ! {
     eprintln!(
         "usage: task_bench e2e|drain|work --url URL [-n N] [--warmup W] [--workers K] \
-         [--concurrency C] [--poll-interval D] [--max-connections M] [--no-dispatch-log] \
+         [--concurrency C] [--prefetch P] [--poll-interval D] [--max-connections M] [--no-dispatch-log] \
          [--timeout SECONDS]"
     );
     std::process::exit(2)
@@ -141,6 +143,7 @@ fn options() -> Options {
         warmup: 500,
         workers: 1,
         concurrency: 8,
+        prefetch: 24,
         poll_interval: "100ms".to_owned(),
         max_connections: 8,
         dispatch_log: true,
@@ -154,6 +157,7 @@ fn options() -> Options {
             "--warmup" => o.warmup = value().parse().unwrap_or_else(|_| usage()),
             "--workers" => o.workers = value().parse().unwrap_or_else(|_| usage()),
             "--concurrency" => o.concurrency = value().parse().unwrap_or_else(|_| usage()),
+            "--prefetch" => o.prefetch = value().parse().unwrap_or_else(|_| usage()),
             "--poll-interval" => o.poll_interval = value(),
             "--max-connections" => o.max_connections = value().parse().unwrap_or_else(|_| usage()),
             "--timeout" => {
@@ -180,12 +184,13 @@ enabled = ["bench"]
 
 [worker]
 concurrency = {}
+prefetch = {}
 poll_interval = "{}"
 
 [dispatch_log]
 enabled = {}
 "#,
-        o.concurrency, o.poll_interval, o.dispatch_log
+        o.concurrency, o.prefetch, o.poll_interval, o.dispatch_log
     ))
     .unwrap_or_else(|e| panic!("the benchmark's configuration: {e}"));
     config.storage.url = Secret::new(o.url.clone());
@@ -390,6 +395,7 @@ async fn e2e(o: &Options) -> serde_json::Value {
         "tasks": o.tasks,
         "warmup_tasks": o.warmup,
         "worker_concurrency": o.concurrency,
+        "worker_prefetch": o.prefetch,
         "poll_interval": o.poll_interval,
         "max_connections": o.max_connections,
         "dispatch_log": o.dispatch_log,
@@ -439,6 +445,8 @@ async fn drain(o: &Options) -> serde_json::Value {
                     &o.url,
                     "--concurrency",
                     &o.concurrency.to_string(),
+                    "--prefetch",
+                    &o.prefetch.to_string(),
                     "--poll-interval",
                     &o.poll_interval,
                     "--max-connections",
@@ -504,6 +512,7 @@ async fn drain(o: &Options) -> serde_json::Value {
         "tasks": o.tasks,
         "worker_processes": o.workers,
         "worker_concurrency": o.concurrency,
+        "worker_prefetch": o.prefetch,
         "poll_interval": o.poll_interval,
         "max_connections": o.max_connections,
         "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),

@@ -337,6 +337,7 @@ impl Background {
         info!(
             backend = %prepared.store.backend(),
             concurrency = config.concurrency,
+            prefetch = config.prefetch,
             "{kind} worker {} started, queues: {queues}",
             worker.id()
         );

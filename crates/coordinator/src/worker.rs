@@ -1,9 +1,11 @@
 //! The worker: runs durable tasks from the store.
 //!
-//! A [`Worker`] claims due tasks in batches, up to its free concurrency slots, and runs each on
-//! a Tokio task of its own, isolated like a handler: a panic is caught with its location, an
-//! attempt that outlives the task's timeout is abandoned. While tasks run it renews their leases
-//! (every third of the lease), then records each outcome, fenced by its lease:
+//! A [`Worker`] claims due tasks in batches, up to `[worker] concurrency` running plus
+//! `[worker] prefetch` waiting for a slot, and runs each on a Tokio task of its own, isolated
+//! like a handler: a panic is caught with its location, an attempt that outlives the task's
+//! timeout is abandoned. While it holds tasks it renews their leases (every third of the lease),
+//! then records the outcomes of those that finished, in one transaction, each fenced by its
+//! lease:
 //!
 //! | the attempt | what is recorded |
 //! | --- | --- |
@@ -185,12 +187,15 @@ impl Worker {
         } = self;
         let inner = Arc::clone(&coordinator.inner);
         let concurrency = config.concurrency.max(1);
+        // Tasks held at most: running, waiting for a slot, or waiting to be recorded.
+        let capacity = concurrency + config.prefetch;
         let lease = config.lease.0.max(Duration::from_millis(30));
         let renew_every = lease / 3;
         let poll = config.poll_interval.0.max(Duration::from_millis(1));
         info!(
             worker = %id,
             concurrency,
+            prefetch = config.prefetch,
             queues = ?config.queues,
             lease = %ConfigDuration(lease),
             "worker started"
@@ -201,6 +206,7 @@ impl Worker {
             id: &id,
             observers: &observers,
             held: HashMap::new(),
+            waiting: VecDeque::new(),
             by_tokio_id: HashMap::new(),
             unrecorded: VecDeque::new(),
             backoff: None,
@@ -226,10 +232,19 @@ impl Worker {
                 }
             }
 
-            // Claim into the free slots (held tasks include those waiting to be recorded).
+            // Start what waits for a slot.
+            state.start_waiting(&inner, &mut running, concurrency);
+
+            // Claim up to the capacity (held tasks include those waiting to be recorded), in
+            // batches: at once when nothing waits for a slot, else once half the room is free.
             let now = Instant::now();
-            let free = concurrency.saturating_sub(state.held.len());
-            if grace_until.is_none() && free > 0 && now >= next_claim && now >= state.store_ready_at
+            let free = capacity.saturating_sub(state.held.len());
+            let worth_it = state.waiting.is_empty() || free * 2 >= capacity;
+            if grace_until.is_none()
+                && free > 0
+                && worth_it
+                && now >= next_claim
+                && now >= state.store_ready_at
             {
                 match store.claim_tasks(&id, &config.queues, free, lease).await {
                     Ok(claimed) => {
@@ -244,8 +259,9 @@ impl Worker {
                             Instant::now() + poll
                         };
                         for task in claimed {
-                            state.spawn(&inner, &mut running, task);
+                            state.claimed(task);
                         }
+                        state.start_waiting(&inner, &mut running, concurrency);
                     }
                     Err(e) => state.store_failed("claim tasks", &e),
                 }
@@ -267,7 +283,7 @@ impl Worker {
             if !state.held.is_empty() {
                 wake = wake.min(renew_at);
             }
-            if grace_until.is_none() && state.held.len() < concurrency {
+            if grace_until.is_none() && state.held.len() < capacity && state.waiting.is_empty() {
                 wake = wake.min(next_claim.max(state.store_ready_at));
             }
             if !state.unrecorded.is_empty() {
@@ -283,6 +299,7 @@ impl Worker {
                     info!(worker = %id, running = running.len(), grace = %ConfigDuration(grace),
                         "worker stopping: no more claims; waiting for running tasks");
                     grace_until = Some(Instant::now() + grace);
+                    state.release_waiting().await;
                 }
                 Some(joined) = running.join_next_with_id(), if !running.is_empty() => {
                     state.joined(joined);
@@ -291,7 +308,7 @@ impl Worker {
                         state.joined(joined);
                     }
                 }
-                () = store.enqueued(), if grace_until.is_none() && state.held.len() < concurrency => {
+                () = store.enqueued(), if grace_until.is_none() && state.held.len() < capacity => {
                     // A task was enqueued in this process: claim soon, gathering those that
                     // follow it closely into the same claim.
                     next_claim = next_claim.min(Instant::now() + ENQUEUE_COALESCE);
@@ -531,6 +548,8 @@ struct Loop<'a> {
     id: &'a str,
     observers: &'a [Arc<dyn TaskObserver>],
     held: HashMap<Uuid, Held>,
+    /// Held tasks claimed ahead, waiting for a slot, oldest first.
+    waiting: VecDeque<Uuid>,
     by_tokio_id: HashMap<tokio::task::Id, Uuid>,
     unrecorded: VecDeque<Unrecorded>,
     /// The current wait after the store failed, if it is failing.
@@ -540,34 +559,75 @@ struct Loop<'a> {
 }
 
 impl Loop<'_> {
-    fn spawn(&mut self, inner: &Arc<Inner>, running: &mut JoinSet<Decision>, task: ClaimedTask) {
+    /// Takes a claimed task: it waits for a slot ([`Loop::start_waiting`]).
+    fn claimed(&mut self, task: ClaimedTask) {
         // Our own lease expired (the store was out of reach for longer than the lease) and we
-        // claimed the task again while its first run goes on: that run now works for the new
-        // attempt, rather than running the task twice.
+        // claimed the task again while its first run goes on (or waits): that run now works
+        // for the new attempt, rather than running the task twice.
         if let Some(held) = self.held.get_mut(&task.id) {
             held.span.in_scope(|| {
                 warn!(task = task.task.as_str(), task_id = %task.id, attempt = task.attempt,
-                    "claimed again a task this worker still runs (its lease had expired); the \
+                    "claimed again a task this worker still holds (its lease had expired); the \
                      run in progress continues as the new attempt");
             });
+            held.span = task_span(&task);
             held.task = task;
             held.lost = false;
             return;
         }
-        let span = task_span(&task);
-        let (inner, claimed) = (Arc::clone(inner), task.clone());
-        let handle = running
-            .spawn(async move { run_attempt(&inner, &claimed).await }.instrument(span.clone()));
-        self.by_tokio_id.insert(handle.id(), task.id);
+        self.waiting.push_back(task.id);
         self.held.insert(
             task.id,
             Held {
+                span: task_span(&task),
                 task,
                 started: Instant::now(),
-                span,
                 lost: false,
             },
         );
+    }
+
+    /// Starts waiting tasks while fewer than `concurrency` run.
+    fn start_waiting(
+        &mut self,
+        inner: &Arc<Inner>,
+        running: &mut JoinSet<Decision>,
+        concurrency: usize,
+    ) {
+        while running.len() < concurrency {
+            let Some(id) = self.waiting.pop_front() else {
+                return;
+            };
+            let Some(held) = self.held.get_mut(&id) else {
+                continue;
+            };
+            held.started = Instant::now();
+            let (inner, claimed) = (Arc::clone(inner), held.task.clone());
+            let handle = running.spawn(
+                async move { run_attempt(&inner, &claimed).await }.instrument(held.span.clone()),
+            );
+            self.by_tokio_id.insert(handle.id(), id);
+        }
+    }
+
+    /// On shutdown: gives the tasks that wait for a slot back to the queue at once.
+    async fn release_waiting(&mut self) {
+        let ids: Vec<Uuid> = self.waiting.drain(..).collect();
+        if ids.is_empty() {
+            return;
+        }
+        match self.store.release_tasks(self.id, &ids).await {
+            Ok(n) => info!(worker = %self.id, released = n,
+                "gave back the tasks claimed ahead that had not started"),
+            Err(e) => warn!(worker = %self.id, error = %e, tasks = ids.len(),
+                "could not give back the tasks claimed ahead: another worker runs them once \
+                 their leases expire"),
+        }
+        for id in &ids {
+            if let Some(held) = self.held.remove(id) {
+                self.observe(&held.task, "released", Duration::ZERO);
+            }
+        }
     }
 
     fn joined(&mut self, joined: Result<(tokio::task::Id, Decision), tokio::task::JoinError>) {

@@ -973,6 +973,70 @@ async fn graceful_shutdown_releases_unfinished_tasks(db: &TestDb) {
     );
 }
 
+async fn prefetched_tasks_wait_for_a_slot_and_are_given_back_on_shutdown(db: &TestDb) {
+    let store = db.migrated().await;
+    let started = Arc::new(AtomicU32::new(0));
+    let s = Arc::clone(&started);
+    let coordinator = build(
+        store,
+        coordinator::testing::extension("shop", move |ext| {
+            let s = Arc::clone(&s);
+            ext.task(&SLOW, move |_: TaskContext, _: Job| {
+                s.fetch_add(1, Ordering::SeqCst);
+                async {
+                    tokio::time::sleep(Duration::from_secs(50)).await;
+                    Ok::<_, TaskError>(())
+                }
+            });
+        }),
+    );
+    let context = coordinator.context("shop");
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(context.enqueue(&SLOW, Job { n }).await.unwrap());
+    }
+    let config = WorkerConfig {
+        concurrency: 1,
+        prefetch: 4,
+        shutdown_grace: ConfigDuration(Duration::from_millis(300)),
+        ..worker_config()
+    };
+    let worker = start(Worker::new(coordinator, config));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut running = 0;
+        for id in &ids {
+            running += usize::from(task(store, *id).await.state == TaskState::Running);
+        }
+        if running == 3 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "all three are claimed at once"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        1,
+        "one slot: one runs, two wait"
+    );
+
+    worker.stop().await;
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        1,
+        "the waiting ones never started"
+    );
+    for id in ids {
+        let t = task(store, id).await;
+        assert_eq!((t.state, t.attempts), (TaskState::Queued, 0), "{t:?}");
+        assert_eq!(statuses(&t), [AttemptStatus::Released]);
+    }
+}
+
 static COUNTED: Task<Job> = Task::new("shop.counted", "Counts its runs.");
 
 async fn the_worker_survives_the_store_going_away(db: &TestDb) {
@@ -1146,6 +1210,7 @@ on_each_backend!(
     a_failing_task_dies_after_its_attempts_while_others_flow,
     retry_after_is_honoured_and_abort_is_final,
     graceful_shutdown_releases_unfinished_tasks,
+    prefetched_tasks_wait_for_a_slot_and_are_given_back_on_shutdown,
     the_worker_survives_the_store_going_away,
 );
 

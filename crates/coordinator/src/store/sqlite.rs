@@ -47,7 +47,7 @@ impl SqlitePools {
 /// connection each time it is returned, a round trip to SQLite's thread per write).
 #[derive(Clone)]
 pub(crate) struct Writer {
-    options: SqliteConnectOptions,
+    options: Arc<SqliteConnectOptions>,
     conn: Arc<Mutex<Option<SqliteConnection>>>,
     /// Set by `close`: no connection is opened again.
     closed: Arc<AtomicBool>,
@@ -65,7 +65,7 @@ pub(crate) type WriteGuard = OwnedMappedMutexGuard<Option<SqliteConnection>, Sql
 impl Writer {
     fn new(options: SqliteConnectOptions) -> Self {
         Self {
-            options,
+            options: Arc::new(options),
             conn: Arc::new(Mutex::new(None)),
             closed: Arc::new(AtomicBool::new(false)),
         }
