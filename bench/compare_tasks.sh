@@ -20,9 +20,7 @@
 #   PEERS_DIR        the peer benchmark folder (default: <repo>/../shared/peers)
 #   N, WARMUP, RUNS  tasks per run (20000; 5000 with QUICK=1), warm-up tasks (500), runs (3; 1)
 #   WORKER_COUNTS    worker processes of the drain runs (default "1 2 4")
-#   DRAIN_N, DRAIN_RUNS  tasks and runs of each drain (default N and RUNS). The claim query
-#                    reads the whole backlog (see bench/README.md), so a 20,000-task drain takes
-#                    many minutes per run; DRAIN_N=5000 keeps the scaling runs short
+#   DRAIN_N, DRAIN_RUNS  tasks and runs of each drain (default N and RUNS)
 #   CONCURRENCY      each worker's [worker] concurrency (default 8, the configuration default)
 #   POLL_INTERVAL    each worker's [worker] poll_interval (default 100ms, the default)
 #   PG_ADMIN_URL     PostgreSQL to create the benchmark database in

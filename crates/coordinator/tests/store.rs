@@ -830,3 +830,34 @@ on_each_backend!(
     the_writer_purges_reports_past_the_retention,
     failed_writes_are_retried_then_dropped_and_counted,
 );
+
+// ---------------------------------------------------------------------------------------------
+// SQLite only: its one writer connection.
+
+#[tokio::test]
+async fn sqlite_a_write_waiting_behind_a_long_transaction_fails_with_a_clear_error() {
+    let db = support::TestDb::sqlite().await;
+    let store = db.migrated().await;
+    let held = store.begin().await.unwrap();
+    // Paused time: the 5 s wait passes as soon as nothing else can run.
+    tokio::time::pause();
+    let e = store
+        .enqueue_task(&coordinator::store::NewTask::new("shop.refund", "{}"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::WriterBusy { .. }), "{e:?}");
+    let message = e.to_string();
+    assert!(
+        message.contains("writer connection stayed busy for 5000 ms")
+            && message.contains("keep transactions short"),
+        "{message}"
+    );
+    tokio::time::resume();
+    held.rollback().await.unwrap();
+    // Once the transaction ends, writes go through again.
+    store
+        .enqueue_task(&coordinator::store::NewTask::new("shop.refund", "{}"))
+        .await
+        .unwrap();
+    db.finish().await;
+}

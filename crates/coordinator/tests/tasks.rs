@@ -902,31 +902,33 @@ async fn retry_after_is_honoured_and_abort_is_final(db: &TestDb) {
 static SLOW: Task<Job> = Task::new("shop.slow", "Takes a minute.");
 static QUICK: Task<Job> = Task::new("shop.quick", "Takes a moment.");
 
+/// A coordinator whose `shop.slow` takes 50 s and `shop.quick` 150 ms; both count their starts.
+fn slow_and_quick(store: &Store, started: &Arc<AtomicU32>) -> Coordinator {
+    let s = Arc::clone(started);
+    build(
+        store,
+        coordinator::testing::extension("shop", move |ext| {
+            for (task, takes) in [
+                (&SLOW, Duration::from_secs(50)),
+                (&QUICK, Duration::from_millis(150)),
+            ] {
+                let s = Arc::clone(&s);
+                ext.task(task, move |_: TaskContext, _: Job| {
+                    s.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        tokio::time::sleep(takes).await;
+                        Ok::<_, TaskError>(())
+                    }
+                });
+            }
+        }),
+    )
+}
+
 async fn graceful_shutdown_releases_unfinished_tasks(db: &TestDb) {
     let store = db.migrated().await;
     let started = Arc::new(AtomicU32::new(0));
-    let s = Arc::clone(&started);
-    let coordinator = build(
-        store,
-        coordinator::testing::extension("shop", move |ext| {
-            let s1 = Arc::clone(&s);
-            ext.task(&SLOW, move |_: TaskContext, _: Job| {
-                s1.fetch_add(1, Ordering::SeqCst);
-                async {
-                    tokio::time::sleep(Duration::from_secs(50)).await;
-                    Ok::<_, TaskError>(())
-                }
-            });
-            let s2 = Arc::clone(&s);
-            ext.task(&QUICK, move |_: TaskContext, _: Job| {
-                s2.fetch_add(1, Ordering::SeqCst);
-                async {
-                    tokio::time::sleep(Duration::from_millis(150)).await;
-                    Ok::<_, TaskError>(())
-                }
-            });
-        }),
-    );
+    let coordinator = slow_and_quick(store, &started);
     let context = coordinator.context("shop");
     let slow = [
         context.enqueue(&SLOW, Job { n: 1 }).await.unwrap(),
@@ -976,20 +978,7 @@ async fn graceful_shutdown_releases_unfinished_tasks(db: &TestDb) {
 async fn prefetched_tasks_wait_for_a_slot_and_are_given_back_on_shutdown(db: &TestDb) {
     let store = db.migrated().await;
     let started = Arc::new(AtomicU32::new(0));
-    let s = Arc::clone(&started);
-    let coordinator = build(
-        store,
-        coordinator::testing::extension("shop", move |ext| {
-            let s = Arc::clone(&s);
-            ext.task(&SLOW, move |_: TaskContext, _: Job| {
-                s.fetch_add(1, Ordering::SeqCst);
-                async {
-                    tokio::time::sleep(Duration::from_secs(50)).await;
-                    Ok::<_, TaskError>(())
-                }
-            });
-        }),
-    );
+    let coordinator = slow_and_quick(store, &started);
     let context = coordinator.context("shop");
     let mut ids = Vec::new();
     for n in 0..3 {

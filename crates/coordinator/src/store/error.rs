@@ -70,6 +70,19 @@ pub enum StoreError {
         source: sqlx::Error,
     },
 
+    /// A write waited too long for SQLite's one writer connection.
+    #[error(
+        "could not {action} in the sqlite database: the writer connection stayed busy for \
+         {waited_ms} ms; a transaction (StoreTx) held it that long, or waited inside it for a \
+         write made outside it: keep transactions short and write through the open transaction"
+    )]
+    WriterBusy {
+        /// What the store was doing.
+        action: &'static str,
+        /// How long it waited.
+        waited_ms: u64,
+    },
+
     /// A migration that was applied has different SQL now.
     #[error(
         "migration {extension}/{version} was edited after it was applied; add a new version instead \

@@ -426,6 +426,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_in_memory_sqlite_database_is_refused_with_the_reason() {
+        for url in ["sqlite::memory:", "sqlite://x.db?mode=memory"] {
+            let config = StorageConfig {
+                url: Secret::new(url.to_owned()),
+                max_connections: 1,
+            };
+            let e = Store::connect(&config).await.unwrap_err();
+            assert!(matches!(e, StoreError::InvalidUrl { .. }), "{e:?}");
+            assert!(
+                e.to_string()
+                    .contains("in-memory database loses every task"),
+                "{e}"
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn a_postgres_connection_error_hides_the_password() {
         // Port 1 on loopback: nothing listens there, so the connection is refused quickly.
         let config = StorageConfig {

@@ -76,7 +76,10 @@ impl Writer {
         let err = StoreError::db(BACKEND, action);
         let mut guard = tokio::time::timeout(BUSY_TIMEOUT, Arc::clone(&self.conn).lock_owned())
             .await
-            .map_err(|_| err(sqlx::Error::PoolTimedOut))?;
+            .map_err(|_| StoreError::WriterBusy {
+                action,
+                waited_ms: u64::try_from(BUSY_TIMEOUT.as_millis()).unwrap_or(u64::MAX),
+            })?;
         if self.closed.load(Ordering::Acquire) {
             return Err(err(sqlx::Error::PoolClosed));
         }

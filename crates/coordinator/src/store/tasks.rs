@@ -960,29 +960,33 @@ impl Store {
         action: &'static str,
         f: impl AsyncFnOnce(&mut Conn<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let err = StoreError::db(self.backend(), action);
-        match &self.pool {
-            Pool::Sqlite(pools) => {
-                let mut conn = pools.read.acquire().await.map_err(err)?;
-                f(&mut Conn::Sqlite(&mut conn)).await
-            }
-            Pool::Postgres(pool) => {
-                let mut conn = pool.acquire().await.map_err(err)?;
-                f(&mut Conn::Postgres(&mut conn)).await
-            }
-        }
+        self.on_conn(false, action, f).await
     }
 
-    /// Runs `f` on a pooled connection that may write (each statement commits on its own).
+    /// Runs `f` on a connection that may write (each statement commits on its own): on SQLite
+    /// the one writer.
     async fn with_write_conn<T>(
         &self,
         action: &'static str,
         f: impl AsyncFnOnce(&mut Conn<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.on_conn(true, action, f).await
+    }
+
+    async fn on_conn<T>(
+        &self,
+        write: bool,
+        action: &'static str,
+        f: impl AsyncFnOnce(&mut Conn<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let err = StoreError::db(self.backend(), action);
         match &self.pool {
-            Pool::Sqlite(pools) => {
+            Pool::Sqlite(pools) if write => {
                 let mut conn = pools.write.lock(action).await?;
+                f(&mut Conn::Sqlite(&mut conn)).await
+            }
+            Pool::Sqlite(pools) => {
+                let mut conn = pools.read.acquire().await.map_err(err)?;
                 f(&mut Conn::Sqlite(&mut conn)).await
             }
             Pool::Postgres(pool) => {
