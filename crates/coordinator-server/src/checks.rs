@@ -37,6 +37,20 @@ pub fn server_settings(config: &Config) -> Vec<WiringError> {
             ),
         );
     }
+    if let Some((bind, Err(e))) = config
+        .worker
+        .bind
+        .as_ref()
+        .map(|bind| (bind, bind.parse::<SocketAddr>()))
+    {
+        push(
+            "[worker] bind",
+            format!(
+                "\"{bind}\" is not a socket address ({e}); write an IP address and a port, e.g. \
+                 \"0.0.0.0:8141\", or leave it unset for a worker without HTTP"
+            ),
+        );
+    }
     if server.body_limit_bytes == 0 {
         push(
             "[server] body_limit_bytes",

@@ -45,9 +45,10 @@ pub enum Command {
     /// [server] bind, run an embedded task worker ([worker] embedded), and on SIGTERM or SIGINT
     /// finish the requests and tasks in flight and stop
     Serve,
-    /// Run tasks only (no HTTP server): claim tasks from the queues of [worker] queues and run
-    /// them, [worker] concurrency at a time; on SIGTERM or SIGINT let running tasks finish within
-    /// [worker] shutdown_grace and give the rest back. Run many against PostgreSQL to scale out
+    /// Run tasks only: claim tasks from the queues of [worker] queues and run them, [worker]
+    /// concurrency at a time; on SIGTERM or SIGINT let running tasks finish within [worker]
+    /// shutdown_grace and give the rest back. With [worker] bind, serve /health, /ready and
+    /// /metrics there. Run many against PostgreSQL to scale out
     Worker,
     /// Inspect and operate the durable task queue: list, show, retry, cancel
     Tasks(TasksArgs),

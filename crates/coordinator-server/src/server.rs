@@ -289,11 +289,48 @@ pub async fn worker(
         return Err(ServeError::NotMigrated(pending));
     }
     let shutdown = shutdown_signal().map_err(ServeError::Signals)?;
+    // `/health`, `/ready` and `/metrics`, when [worker] bind asks for them.
+    let operations = match &config.worker.bind {
+        Some(bind) => {
+            let addr: SocketAddr = bind.parse().map_err(|_| {
+                ServeError::Invalid(Validation {
+                    errors: checks::server_settings(&config),
+                    warnings: Vec::new(),
+                })
+            })?;
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind { addr, source })?;
+            let local = listener.local_addr().map_err(ServeError::Serve)?;
+            info!("worker operations (/health, /ready, /metrics) on http://{local}");
+            let app = http::operations_router(prepared.state());
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let handle = tokio::spawn(async move {
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stopped.await;
+                    })
+                    .await;
+                if let Err(e) = served {
+                    warn!(error = %e, "the worker's operations endpoint stopped");
+                }
+            });
+            Some(Background {
+                what: "the worker's operations endpoint",
+                stop,
+                handle,
+            })
+        }
+        None => None,
+    };
     let writer = Background::dispatch_log_writer(&mut prepared);
     let worker = Background::worker(&prepared, "standalone");
     let signal = shutdown.await;
     info!(signal, grace = ?config.worker.shutdown_grace.0, "shutting down: no more claims; waiting for running tasks");
     worker.stop().await;
+    if let Some(operations) = operations {
+        operations.stop().await;
+    }
     if let Some(writer) = writer {
         writer.stop().await;
     }

@@ -226,6 +226,64 @@ async fn postgres_a_worker_killed_with_sigkill_loses_no_task() {
 }
 
 /// A store on `url`, migrated by `coordinator migrate` first.
+#[tokio::test]
+async fn a_standalone_worker_serves_health_ready_and_its_metrics_when_bound() {
+    let dir = TempDir::new();
+    let config = dir.config(&config_text(&dir.sqlite_url(), WORKERS));
+    let tokens = token_env();
+    let server = Server::start(&config, &env(&tokens));
+    place_orders(&server, 3).await;
+    let worker = Worker::start(&config, &[("COORDINATOR__WORKER__BIND", "127.0.0.1:0")]);
+    let logs = worker.logs();
+    let addr: std::net::SocketAddr = logs
+        .split("worker operations (/health, /ready, /metrics) on http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("the worker logs where it serves:\n{logs}"));
+    wait_for_depth(&server, "succeeded", 3, Duration::from_secs(30), "worker").await;
+
+    let health = support::request(addr, "GET", "/health", &[], None).await;
+    assert_eq!(
+        (health.status, health.json()["status"].as_str()),
+        (200, Some("ok"))
+    );
+    let ready = support::request(addr, "GET", "/ready", &[], None).await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    let metrics = support::request(addr, "GET", "/metrics", &[], None).await;
+    assert_eq!(metrics.status, 200);
+    for line in [
+        "coordinator_task_attempts_total{task=\"demo.enroll_in_course\",status=\"succeeded\"} 3",
+        "coordinator_task_queue_depth{queue=\"default\",state=\"succeeded\"} 3",
+    ] {
+        assert!(metrics.body.contains(line), "{line} in\n{}", metrics.body);
+    }
+    let missing = support::request(addr, "GET", "/api/v1/tasks", &[], None).await;
+    assert_eq!(missing.status, 404, "only the operations routes are served");
+    worker.stop(Duration::from_secs(30));
+    server.stop();
+}
+
+#[test]
+fn a_worker_bind_that_is_not_an_address_is_refused_before_start() {
+    let dir = TempDir::new();
+    let config = dir.config(&config_text(&dir.sqlite_url(), WORKERS));
+    let output = support::coordinator()
+        .arg("--config")
+        .arg(&config)
+        .arg("worker")
+        .env("COORDINATOR__WORKER__BIND", "localhost")
+        .output()
+        .expect("run coordinator worker");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("[worker] bind")
+            && stderr.contains("\"localhost\" is not a socket address"),
+        "{stderr}"
+    );
+}
+
 async fn migrated_store(config: &Path, url: &str) -> Store {
     let (code, out, err) = run_cli(config, &["migrate"]);
     assert_eq!(code, 0, "{out}{err}");

@@ -154,6 +154,10 @@ pub struct WorkerConfig {
     /// On shutdown, how long running tasks may take to finish before they are released for
     /// another worker. Default `"30s"`.
     pub shutdown_grace: ConfigDuration,
+    /// Where `coordinator worker` serves `/health`, `/ready` and `/metrics` (its task
+    /// durations and outcomes, and the queue depth), e.g. `"0.0.0.0:8141"`. Default unset: no
+    /// HTTP. `coordinator serve` ignores it (its own server has these routes).
+    pub bind: Option<String>,
 }
 
 impl Default for WorkerConfig {
@@ -166,6 +170,7 @@ impl Default for WorkerConfig {
             lease: ConfigDuration(Duration::from_secs(30)),
             poll_interval: ConfigDuration(Duration::from_millis(100)),
             shutdown_grace: ConfigDuration(Duration::from_secs(30)),
+            bind: None,
         }
     }
 }

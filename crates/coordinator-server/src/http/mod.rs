@@ -67,6 +67,15 @@ impl std::fmt::Debug for AppState {
 }
 
 /// The whole application: every route, with the middleware, ready to serve.
+/// The routes of a standalone worker (`[worker] bind`): `/health`, `/ready` and `/metrics`.
+pub fn operations_router(state: AppState) -> Router {
+    Router::new()
+        .merge(health::router())
+        .merge(metrics::router())
+        .with_state(state)
+        .fallback(middleware::not_found)
+}
+
 pub fn router(state: AppState) -> Router {
     let server = &state.coordinator.config().server;
     let settings = middleware::Settings {

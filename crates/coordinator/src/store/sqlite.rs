@@ -190,7 +190,9 @@ pub(super) fn connect_lazy(url: &str, max_connections: u32) -> Result<SqlitePool
     let read = super::pool_options::<Sqlite>()
         .max_connections(max_connections)
         .connect_lazy_with(options.clone());
-    let mut writer_options = options;
+    // Only the writer sets WAL mode (it persists in the file): a reader that switched the
+    // journal mode while the writer was creating the file could fail with "database is locked".
+    let mut writer_options = options.journal_mode(SqliteJournalMode::Wal);
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         // Checkpoints move to a reader connection in the background: the writer's commits no
         // longer pay for copying the WAL into the database now and then.
@@ -215,7 +217,10 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// connection runs beside the writer without blocking it; the WAL starts over from its
 /// beginning once a checkpoint has caught up.
 async fn checkpoint_in_background(read: SqlitePool) {
-    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + CHECKPOINT_EVERY,
+        CHECKPOINT_EVERY,
+    );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
@@ -239,7 +244,7 @@ fn in_memory(url: &str) -> bool {
     url.contains(":memory:") || url.contains("mode=memory")
 }
 
-/// The connection options of `url`, with its folder created.
+/// The connection options of `url` (a reader's), with its folder created.
 fn options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
     let options = SqliteConnectOptions::from_str(url)
         .map_err(|source| StoreError::InvalidUrl {
@@ -248,7 +253,6 @@ fn options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
             source,
         })?
         .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
         .busy_timeout(BUSY_TIMEOUT)
         .synchronous(SqliteSynchronous::Normal);
     // An in-memory database's "file name" has no folder, so nothing is created for it.
