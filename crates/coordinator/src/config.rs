@@ -154,6 +154,14 @@ pub struct WorkerConfig {
     /// On shutdown, how long running tasks may take to finish before they are released for
     /// another worker. Default `"30s"`.
     pub shutdown_grace: ConfigDuration,
+    /// How long succeeded and cancelled tasks (with their attempts) are kept after they
+    /// finished; workers delete older ones when they start and every hour. Dead tasks are kept
+    /// until an operator retries or cancels them. `"0s"` keeps everything. Default `"7d"`.
+    pub retention: ConfigDuration,
+    /// How long the inbox remembers an event it received (to answer a redelivery as a
+    /// duplicate); keep it longer than your providers redeliver (Stripe: 3 days). `"0s"` keeps
+    /// everything. Default `"30d"`.
+    pub inbox_retention: ConfigDuration,
     /// Where `coordinator worker` serves `/health`, `/ready` and `/metrics` (its task
     /// durations and outcomes, and the queue depth), e.g. `"0.0.0.0:8141"`. Default unset: no
     /// HTTP. `coordinator serve` ignores it (its own server has these routes).
@@ -170,6 +178,8 @@ impl Default for WorkerConfig {
             lease: ConfigDuration(Duration::from_secs(30)),
             poll_interval: ConfigDuration(Duration::from_millis(100)),
             shutdown_grace: ConfigDuration(Duration::from_secs(30)),
+            retention: ConfigDuration(Duration::from_secs(7 * 86_400)),
+            inbox_retention: ConfigDuration(Duration::from_secs(30 * 86_400)),
             bind: None,
         }
     }

@@ -129,6 +129,9 @@ const FIRST_STORE_BACKOFF: Duration = Duration::from_millis(100);
 const ENQUEUE_COALESCE: Duration = Duration::from_millis(2);
 /// The most outcomes recorded in one transaction.
 const RECORD_BATCH: usize = 256;
+/// How often a worker deletes the finished tasks and inbox entries past their retention (also
+/// once when it starts).
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 impl Worker {
     /// A worker for `coordinator`'s tasks, on its store, configured by `config` (usually
@@ -217,6 +220,11 @@ impl Worker {
         let mut renew_at = Instant::now() + renew_every;
         let mut grace_until: Option<Instant> = None;
         let mut shutdown = std::pin::pin!(shutdown);
+        let purger = tokio::spawn(purge_past_retention(
+            store.clone(),
+            config.retention.0,
+            config.inbox_retention.0,
+        ));
 
         loop {
             // Record what finished, oldest first, while the store answers.
@@ -316,7 +324,39 @@ impl Worker {
                 () = tokio::time::sleep_until(wake) => {}
             }
         }
+        purger.abort();
         info!(worker = %id, "worker stopped");
+    }
+}
+
+/// Deletes the finished tasks and the inbox entries past their retention (`[worker] retention`,
+/// `inbox_retention`; zero keeps everything), now and every [`PURGE_EVERY`].
+async fn purge_past_retention(store: Store, retention: Duration, inbox_retention: Duration) {
+    let mut tick = tokio::time::interval(PURGE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let cutoff = |keep: Duration| {
+        now_ms().saturating_sub(u64::try_from(keep.as_millis()).unwrap_or(u64::MAX))
+    };
+    loop {
+        tick.tick().await;
+        if !retention.is_zero() {
+            match store.purge_finished_tasks(cutoff(retention)).await {
+                Ok(0) => {}
+                Ok(purged) => info!(purged, retention = %ConfigDuration(retention),
+                    "deleted the succeeded and cancelled tasks past the retention"),
+                Err(e) => warn!(error = %e,
+                    "cannot delete the finished tasks past the retention; trying again in an hour"),
+            }
+        }
+        if !inbox_retention.is_zero() {
+            match store.purge_inbox(cutoff(inbox_retention)).await {
+                Ok(0) => {}
+                Ok(purged) => info!(purged, retention = %ConfigDuration(inbox_retention),
+                    "forgot the inbox entries past the retention"),
+                Err(e) => warn!(error = %e,
+                    "cannot purge the inbox past the retention; trying again in an hour"),
+            }
+        }
     }
 }
 

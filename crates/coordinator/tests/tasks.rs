@@ -1026,6 +1026,97 @@ async fn prefetched_tasks_wait_for_a_slot_and_are_given_back_on_shutdown(db: &Te
     }
 }
 
+async fn finished_tasks_and_old_inbox_entries_are_purged_and_pending_or_dead_ones_kept(
+    db: &TestDb,
+) {
+    let store = db.migrated().await;
+    let lease = Duration::from_secs(30);
+    let done = store.enqueue_task(&new_task("shop.a", 1)).await.unwrap();
+    let dead = store.enqueue_task(&new_task("shop.b", 2)).await.unwrap();
+    let claimed = store.claim_tasks("w", &[], 10, lease).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert!(store.complete_task(done, "w", 1, None).await.unwrap());
+    let chain = ["boom".to_owned()];
+    assert!(
+        store
+            .fail_task(dead, "w", 1, &chain, None, AttemptStatus::Error)
+            .await
+            .unwrap()
+    );
+    let cancelled = store.enqueue_task(&new_task("shop.c", 3)).await.unwrap();
+    store.cancel_task(cancelled).await.unwrap();
+    let queued = store.enqueue_task(&new_task("shop.d", 4)).await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx.record_intake("stripe", "evt_1").await.unwrap());
+    tx.commit().await.unwrap();
+
+    let now = coordinator_now_ms();
+    assert_eq!(
+        store.purge_finished_tasks(now - 60_000).await.unwrap(),
+        0,
+        "nothing finished a minute ago"
+    );
+    assert_eq!(store.purge_finished_tasks(now + 60_000).await.unwrap(), 2);
+    for gone in [done, cancelled] {
+        assert!(store.get_task(gone).await.unwrap().is_none());
+    }
+    assert_eq!(task(store, dead).await.state, TaskState::Dead);
+    assert_eq!(task(store, queued).await.state, TaskState::Queued);
+
+    assert_eq!(store.purge_inbox(now - 60_000).await.unwrap(), 0);
+    assert_eq!(store.purge_inbox(now + 60_000).await.unwrap(), 1);
+    let mut tx = store.begin().await.unwrap();
+    assert!(
+        tx.record_intake("stripe", "evt_1").await.unwrap(),
+        "a forgotten event is new again"
+    );
+    tx.commit().await.unwrap();
+}
+
+async fn a_worker_deletes_finished_tasks_past_the_retention_when_it_starts(db: &TestDb) {
+    let store = db.migrated().await;
+    let coordinator = build(
+        store,
+        coordinator::testing::extension("shop", |ext| {
+            ext.task(&COUNTED, |_: TaskContext, _: Job| async {
+                Ok::<_, TaskError>(())
+            });
+        }),
+    );
+    let id = coordinator
+        .context("shop")
+        .enqueue(&COUNTED, Job { n: 1 })
+        .await
+        .unwrap();
+    let first = start(Worker::new(coordinator.clone(), worker_config()));
+    wait_for_state(store, id, TaskState::Succeeded, Duration::from_secs(10)).await;
+    first.stop().await;
+    assert!(
+        store.get_task(id).await.unwrap().is_some(),
+        "kept for 7 days"
+    );
+
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let config = WorkerConfig {
+        retention: ConfigDuration(Duration::from_millis(10)),
+        ..worker_config()
+    };
+    let second = start(Worker::new(coordinator, config));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while store.get_task(id).await.unwrap().is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "purged at start");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    second.stop().await;
+}
+
+fn coordinator_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
 static COUNTED: Task<Job> = Task::new("shop.counted", "Counts its runs.");
 
 async fn the_worker_survives_the_store_going_away(db: &TestDb) {
@@ -1200,6 +1291,8 @@ on_each_backend!(
     retry_after_is_honoured_and_abort_is_final,
     graceful_shutdown_releases_unfinished_tasks,
     prefetched_tasks_wait_for_a_slot_and_are_given_back_on_shutdown,
+    finished_tasks_and_old_inbox_entries_are_purged_and_pending_or_dead_ones_kept,
+    a_worker_deletes_finished_tasks_past_the_retention_when_it_starts,
     the_worker_survives_the_store_going_away,
 );
 

@@ -808,6 +808,60 @@ impl Store {
         .await
     }
 
+    /// Deletes the succeeded and cancelled tasks that finished before `finished_before_ms`
+    /// (milliseconds since the Unix epoch), with their attempts, a thousand per transaction;
+    /// returns how many. Queued, running, retrying and dead tasks are never deleted.
+    pub async fn purge_finished_tasks(&self, finished_before_ms: u64) -> Result<u64, StoreError> {
+        const ACTION: &str = "purge finished tasks";
+        const CHUNK: i64 = 1000;
+        let cutoff = ms_to_db(finished_before_ms);
+        // A task finishes after it is created, and ids begin with their creation time: only
+        // ids below the cutoff's can qualify, which the primary key finds without a scan.
+        let mut below = [0u8; 16];
+        below[..6].copy_from_slice(&finished_before_ms.saturating_add(1).to_be_bytes()[2..]);
+        let below = Uuid::from_bytes(below);
+        let mut purged = 0;
+        loop {
+            let n = self
+                .with_tx(ACTION, async |conn| {
+                    let mut sql = conn.sql("SELECT id FROM coordinator_tasks WHERE id < ");
+                    sql.bind(Arg::Id(below))
+                        .push(" AND state IN ('succeeded', 'cancelled') AND finished_at_ms < ")
+                        .bind(Arg::Int(cutoff))
+                        .push(" ORDER BY id LIMIT ")
+                        .bind(Arg::Int(CHUNK));
+                    let ids = conn.fetch(ACTION, &sql, |row| row.id("id")).await?;
+                    if ids.is_empty() {
+                        return Ok(0);
+                    }
+                    let mut attempts =
+                        conn.sql("DELETE FROM coordinator_task_attempts WHERE task_id IN ");
+                    attempts.bind_list(ids.iter().map(|id| Arg::Id(*id)));
+                    conn.execute(ACTION, &attempts).await?;
+                    let mut tasks = conn.sql("DELETE FROM coordinator_tasks WHERE id IN ");
+                    tasks.bind_list(ids.iter().map(|id| Arg::Id(*id)));
+                    conn.execute(ACTION, &tasks).await
+                })
+                .await?;
+            purged += n;
+            if n < CHUNK as u64 {
+                return Ok(purged);
+            }
+        }
+    }
+
+    /// Forgets the inbox entries received before `received_before_ms` (milliseconds since the
+    /// Unix epoch); returns how many. A redelivery of a forgotten event would be taken as new.
+    pub async fn purge_inbox(&self, received_before_ms: u64) -> Result<u64, StoreError> {
+        const ACTION: &str = "purge the inbox";
+        self.with_write_conn(ACTION, async |conn| {
+            let mut sql = conn.sql("DELETE FROM coordinator_inbox WHERE received_at_ms < ");
+            sql.bind(Arg::Int(ms_to_db(received_before_ms)));
+            conn.execute(ACTION, &sql).await
+        })
+        .await
+    }
+
     /// One page of stored tasks matching `query`, newest first (without their history). Pass the
     /// page's `next_before` as the next query's `before` to read on.
     pub async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {
