@@ -25,7 +25,6 @@ use coordinator::http::{PROBLEM_JSON, Problem};
 use futures_util::FutureExt as _;
 use tokio::time::Instant;
 use tracing::{Instrument as _, error, field, info, info_span, warn};
-use uuid::Uuid;
 
 use super::error::ApiError;
 use super::metrics::Metrics;
@@ -70,7 +69,10 @@ pub async fn observe(
         .headers()
         .get(&X_REQUEST_ID)
         .and_then(sane_request_id)
-        .map_or_else(|| Uuid::now_v7().to_string(), str::to_owned);
+        .map_or_else(
+            || coordinator::dispatch::new_uuid().to_string(),
+            str::to_owned,
+        );
     let method = request.method().clone();
     let span = info_span!(
         "request",
@@ -261,6 +263,7 @@ mod tests {
 
     use super::*;
     use crate::http::testing::{self, TOKEN};
+    use uuid::Uuid;
 
     fn post(path: &str, body: impl Into<Body>) -> Request<Body> {
         Request::post(path)
