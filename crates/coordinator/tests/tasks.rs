@@ -1026,6 +1026,47 @@ async fn prefetched_tasks_wait_for_a_slot_and_are_given_back_on_shutdown(db: &Te
     }
 }
 
+async fn concurrent_enqueues_each_get_their_own_id_and_unique_keys_hold(db: &TestDb) {
+    let store = db.migrated().await;
+    // 200 at once: on SQLite they are written together, a few transactions in all.
+    let mut joins = Vec::new();
+    for n in 0..200u32 {
+        let store = store.clone();
+        joins.push(tokio::spawn(async move {
+            let task = if n % 4 == 0 {
+                // 50 of them share one unique key: one task for all.
+                NewTask {
+                    unique_key: Some("order-EDX-1".into()),
+                    ..new_task("shop.refund", n)
+                }
+            } else {
+                new_task("shop.receipt", n)
+            };
+            (n, store.enqueue_task(&task).await.unwrap())
+        }));
+    }
+    let mut keyed = std::collections::HashSet::new();
+    let mut others = std::collections::HashSet::new();
+    for join in joins {
+        let (n, id) = join.await.unwrap();
+        if n % 4 == 0 {
+            keyed.insert(id);
+        } else {
+            assert!(others.insert(id), "each plain enqueue has an id of its own");
+        }
+    }
+    assert_eq!(keyed.len(), 1, "one task for the unique key");
+    assert_eq!(others.len(), 150);
+    let pending: u64 = store
+        .task_counts()
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.count)
+        .sum();
+    assert_eq!(pending, 151);
+}
+
 async fn finished_tasks_and_old_inbox_entries_are_purged_and_pending_or_dead_ones_kept(
     db: &TestDb,
 ) {
@@ -1292,6 +1333,7 @@ on_each_backend!(
     graceful_shutdown_releases_unfinished_tasks,
     prefetched_tasks_wait_for_a_slot_and_are_given_back_on_shutdown,
     finished_tasks_and_old_inbox_entries_are_purged_and_pending_or_dead_ones_kept,
+    concurrent_enqueues_each_get_their_own_id_and_unique_keys_hold,
     a_worker_deletes_finished_tasks_past_the_retention_when_it_starts,
     the_worker_survives_the_store_going_away,
 );

@@ -211,6 +211,24 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// The same failure, for another caller that was waiting on the same operation (errors
+    /// from the driver are not `Clone`: their text is kept).
+    pub(crate) fn replicate(&self, action: &'static str) -> StoreError {
+        match self {
+            StoreError::WriterBusy { action, waited_ms } => StoreError::WriterBusy {
+                action,
+                waited_ms: *waited_ms,
+            },
+            other => StoreError::Database {
+                action,
+                backend: Backend::Sqlite,
+                source: sqlx::Error::Protocol(other.to_string()),
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -79,6 +79,8 @@ pub struct Store {
     pool: Pool,
     /// Woken when this process enqueues a task, so that its workers claim it at once.
     pub(crate) enqueued: Arc<tokio::sync::Notify>,
+    /// SQLite: enqueues waiting to be written together.
+    enqueues: Arc<std::sync::Mutex<tasks::PendingEnqueues>>,
 }
 
 #[derive(Clone)]
@@ -149,6 +151,7 @@ impl Store {
         Store {
             pool,
             enqueued: Arc::new(tokio::sync::Notify::new()),
+            enqueues: Arc::default(),
         }
     }
 

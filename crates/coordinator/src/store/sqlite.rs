@@ -104,14 +104,7 @@ impl Writer {
 
     /// Begins a write transaction on the writer (`BEGIN IMMEDIATE`).
     pub(super) async fn begin(&self, action: &'static str) -> Result<SqliteTx, StoreError> {
-        let mut conn = self.lock(action).await?;
-        <Sqlite as sqlx::Database>::TransactionManager::begin(
-            &mut conn,
-            Some("BEGIN IMMEDIATE".into()),
-        )
-        .await
-        .map_err(StoreError::db(BACKEND, action))?;
-        Ok(SqliteTx { conn, open: true })
+        SqliteTx::begin_on(self.lock(action).await?, action).await
     }
 }
 
@@ -122,6 +115,20 @@ pub(crate) struct SqliteTx {
 }
 
 impl SqliteTx {
+    /// Begins a write transaction (`BEGIN IMMEDIATE`) on the writer, already held.
+    pub(super) async fn begin_on(
+        mut conn: WriteGuard,
+        action: &'static str,
+    ) -> Result<SqliteTx, StoreError> {
+        <Sqlite as sqlx::Database>::TransactionManager::begin(
+            &mut conn,
+            Some("BEGIN IMMEDIATE".into()),
+        )
+        .await
+        .map_err(StoreError::db(BACKEND, action))?;
+        Ok(SqliteTx { conn, open: true })
+    }
+
     pub(super) fn conn(&mut self) -> &mut SqliteConnection {
         &mut self.conn
     }

@@ -45,7 +45,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{PgConnection, Postgres, Row, SqliteConnection};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 use uuid::Uuid;
 
 use super::dispatches::{Arg, Sql, ms_to_db};
@@ -403,6 +403,28 @@ pub struct TaskCount {
     pub count: u64,
 }
 
+/// Enqueues waiting for the next group write on SQLite ([`Store::enqueue_task`]).
+#[derive(Default)]
+pub(crate) struct PendingEnqueues {
+    tasks: Vec<(NewTask, oneshot::Sender<Result<Uuid, StoreError>>)>,
+    /// A write has been started and has not taken the queue yet.
+    write_started: bool,
+    /// An enqueue waits for the writer on its own (the next ones queue).
+    waiting_alone: bool,
+}
+
+/// Clears `waiting_alone` once the lone enqueue has the writer (or was dropped waiting).
+struct WaitingAlone<'a>(&'a std::sync::Mutex<PendingEnqueues>);
+
+impl Drop for WaitingAlone<'_> {
+    fn drop(&mut self) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .waiting_alone = false;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Transactions
 
@@ -559,12 +581,124 @@ impl Store {
     ///
     /// It is one statement, committed on its own (a second one reads the pending task's id
     /// when the key is taken).
+    ///
+    /// On SQLite, enqueues made at the same time from many tasks (handlers of concurrent
+    /// requests) are written together, in one transaction on the writer: whoever finds no
+    /// write of enqueues pending starts one, which waits for the writer and then takes every
+    /// enqueue queued by then. Each caller still gets its own id (or error) once the
+    /// transaction has committed.
     pub async fn enqueue_task(&self, task: &NewTask) -> Result<Uuid, StoreError> {
-        let id = self
-            .with_write_conn("enqueue a task", async |conn| insert_task(conn, task).await)
-            .await?;
+        let id = match &self.pool {
+            Pool::Sqlite(_) => self.enqueue_together(task).await?,
+            Pool::Postgres(_) => {
+                self.with_write_conn("enqueue a task", async |conn| insert_task(conn, task).await)
+                    .await?
+            }
+        };
         self.notify_enqueued();
         Ok(id)
+    }
+
+    /// Writes `task` itself when no other enqueue waits for the writer, else queues it for the
+    /// next group write of enqueues; returns its id.
+    async fn enqueue_together(&self, task: &NewTask) -> Result<Uuid, StoreError> {
+        const ACTION: &str = "enqueue a task";
+        let Pool::Sqlite(pools) = &self.pool else {
+            return self
+                .with_write_conn(ACTION, async |conn| insert_task(conn, task).await)
+                .await;
+        };
+        let (done, id) = oneshot::channel();
+        let start = {
+            let mut pending = self.enqueues.lock().unwrap_or_else(|e| e.into_inner());
+            if pending.write_started || pending.waiting_alone {
+                pending.tasks.push((task.clone(), done));
+                Some(!std::mem::replace(&mut pending.write_started, true))
+            } else {
+                pending.waiting_alone = true;
+                None
+            }
+        };
+        let Some(start) = start else {
+            // The one-at-a-time case (a single producer): it waits for the writer itself, and
+            // whoever comes meanwhile queues for a group write behind it.
+            let alone = WaitingAlone(&self.enqueues);
+            let writer = pools.write.lock(ACTION).await;
+            drop(alone);
+            let mut writer = writer?;
+            return insert_task(&mut Conn::Sqlite(&mut writer), task).await;
+        };
+        if start {
+            // A task of its own: the write happens even if this caller's future is dropped,
+            // so no enqueue it carries is lost halfway.
+            let store = self.clone();
+            tokio::spawn(async move { store.write_enqueues().await });
+        }
+        id.await.unwrap_or_else(|_| {
+            Err(StoreError::db(Backend::Sqlite, "enqueue a task")(
+                sqlx::Error::Protocol(
+                    "the write of this enqueue stopped before it answered (the runtime is \
+                     shutting down); the task may or may not be stored"
+                        .to_owned(),
+                ),
+            ))
+        })
+    }
+
+    /// Writes the queued enqueues in one transaction on the SQLite writer.
+    async fn write_enqueues(&self) {
+        const ACTION: &str = "enqueue a task";
+        let Pool::Sqlite(pools) = &self.pool else {
+            return;
+        };
+        let writer = pools.write.lock(ACTION).await;
+        // Everything queued while waiting for the writer goes in this write.
+        let batch = {
+            let mut pending = self.enqueues.lock().unwrap_or_else(|e| e.into_inner());
+            pending.write_started = false;
+            std::mem::take(&mut pending.tasks)
+        };
+        if batch.is_empty() {
+            return;
+        }
+        let writer = match writer {
+            Ok(writer) => writer,
+            Err(e) => {
+                for (_, done) in batch {
+                    let _ = done.send(Err(e.replicate(ACTION)));
+                }
+                return;
+            }
+        };
+        let mut ids = Vec::with_capacity(batch.len());
+        let written: Result<(), StoreError> = async {
+            let mut tx = sqlite::SqliteTx::begin_on(writer, ACTION).await?;
+            for (task, _) in &batch {
+                ids.push(insert_task(&mut Conn::Sqlite(tx.conn()), task).await?);
+            }
+            tx.commit()
+                .await
+                .map_err(StoreError::db(Backend::Sqlite, ACTION))
+        }
+        .await;
+        match written {
+            Ok(()) => {
+                for ((_, done), id) in batch.into_iter().zip(ids) {
+                    let _ = done.send(Ok(id));
+                }
+            }
+            // One of them failed and the transaction was rolled back: each on its own, so
+            // that only the one at fault gets the error.
+            Err(_) => {
+                for (task, done) in batch {
+                    let one = self
+                        .with_write_conn(ACTION, async |conn| insert_task(conn, &task).await)
+                        .await;
+                    let _ = done.send(one);
+                }
+            }
+        }
+        self.notify_enqueued();
     }
 
     /// Begins a transaction, to record an incoming event and enqueue its work together.
