@@ -227,7 +227,11 @@ impl Worker {
         ));
 
         loop {
-            // Record what finished, oldest first, while the store answers.
+            // Start what waits for a slot, then record what finished (oldest first, while the
+            // store answers): the tasks run while their predecessors' outcomes are written.
+            if grace_until.is_none() {
+                state.start_waiting(&inner, &mut running, concurrency);
+            }
             state.record_pending().await;
 
             if let Some(deadline) = grace_until {

@@ -81,6 +81,8 @@ pub struct Store {
     pub(crate) enqueued: Arc<tokio::sync::Notify>,
     /// SQLite: enqueues waiting to be written together.
     enqueues: Arc<std::sync::Mutex<tasks::PendingEnqueues>>,
+    /// PostgreSQL: a connection kept for enqueues made one at a time.
+    pg_enqueuer: Arc<tokio::sync::Mutex<Option<(sqlx::PgConnection, std::time::Instant)>>>,
 }
 
 #[derive(Clone)]
@@ -152,6 +154,7 @@ impl Store {
             pool,
             enqueued: Arc::new(tokio::sync::Notify::new()),
             enqueues: Arc::default(),
+            pg_enqueuer: Arc::default(),
         }
     }
 
@@ -301,7 +304,12 @@ impl Store {
     pub async fn close(&self) {
         match &self.pool {
             Pool::Sqlite(pools) => pools.close().await,
-            Pool::Postgres(pool) => pool.close().await,
+            Pool::Postgres(pool) => {
+                if let Some((conn, _)) = self.pg_enqueuer.lock().await.take() {
+                    let _ = sqlx::Connection::close(conn).await;
+                }
+                pool.close().await;
+            }
         }
     }
 
@@ -318,7 +326,7 @@ impl Store {
 }
 
 /// A connection idle for this long is checked (pinged) before it is used again.
-const PING_IDLE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+pub(crate) const PING_IDLE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The options every pool starts from.
 ///

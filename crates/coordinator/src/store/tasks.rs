@@ -590,10 +590,7 @@ impl Store {
     pub async fn enqueue_task(&self, task: &NewTask) -> Result<Uuid, StoreError> {
         let id = match &self.pool {
             Pool::Sqlite(_) => self.enqueue_together(task).await?,
-            Pool::Postgres(_) => {
-                self.with_write_conn("enqueue a task", async |conn| insert_task(conn, task).await)
-                    .await?
-            }
+            Pool::Postgres(pool) => self.enqueue_postgres(pool, task).await?,
         };
         self.notify_enqueued();
         Ok(id)
@@ -643,6 +640,50 @@ impl Store {
                 ),
             ))
         })
+    }
+
+    /// Inserts `task` on a connection kept for enqueues when it is free (a pooled connection is
+    /// pinged each time it is returned: a round trip per enqueue), else on a pooled one, so
+    /// that concurrent enqueues still share PostgreSQL's WAL flushes.
+    async fn enqueue_postgres(
+        &self,
+        pool: &sqlx::PgPool,
+        task: &NewTask,
+    ) -> Result<Uuid, StoreError> {
+        const ACTION: &str = "enqueue a task";
+        let Ok(mut kept) = self.pg_enqueuer.try_lock() else {
+            return self
+                .with_write_conn(ACTION, async |conn| insert_task(conn, task).await)
+                .await;
+        };
+        // Like the pool: a connection idle for a while is checked before use (the server or a
+        // proxy may have closed it), and replaced if it does not answer.
+        let stale = match kept.as_mut() {
+            Some((conn, used)) if used.elapsed() >= super::PING_IDLE_AFTER => {
+                sqlx::Connection::ping(conn).await.is_err()
+            }
+            _ => false,
+        };
+        if stale {
+            *kept = None;
+        }
+        let (conn, used) = match kept.as_mut() {
+            Some(kept) => kept,
+            None => {
+                let conn = pool
+                    .acquire()
+                    .await
+                    .map_err(StoreError::db(Backend::Postgres, ACTION))?;
+                kept.insert((conn.detach(), std::time::Instant::now()))
+            }
+        };
+        let result = insert_task(&mut Conn::Postgres(conn), task).await;
+        *used = std::time::Instant::now();
+        if result.is_err() {
+            // The connection may be broken: the next enqueue opens another.
+            *kept = None;
+        }
+        result
     }
 
     /// Writes the queued enqueues in one transaction on the SQLite writer.
