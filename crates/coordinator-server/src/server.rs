@@ -181,22 +181,8 @@ pub async fn serve(
     extensions: Vec<Box<dyn Extension>>,
     origin: &str,
 ) -> Result<(), ServeError> {
-    let validated = validate(config, extensions).map_err(ServeError::Invalid)?;
-    let config = validated.config().clone();
-    let addr: SocketAddr = config.server.bind.parse().map_err(|_| {
-        ServeError::Invalid(Validation {
-            errors: checks::server_settings(&config),
-            warnings: Vec::new(),
-        })
-    })?;
-
-    let store = Store::connect(&config.storage).await?;
-    let mut prepared = validated
-        .prepare(store.clone())
-        .map_err(ServeError::Invalid)?;
-    for w in prepared.coordinator.warnings() {
-        warn!("{origin}: {w}");
-    }
+    let (config, store, mut prepared) = connect_prepared(config, extensions, origin).await?;
+    let addr = bind_address(&config, &config.server.bind)?;
     let applied = store.migrate(&prepared.coordinator.migrations()).await?;
     log_applied(&applied);
 
@@ -272,15 +258,7 @@ pub async fn worker(
     extensions: Vec<Box<dyn Extension>>,
     origin: &str,
 ) -> Result<(), ServeError> {
-    let validated = validate(config, extensions).map_err(ServeError::Invalid)?;
-    let config = validated.config().clone();
-    let store = Store::connect(&config.storage).await?;
-    let mut prepared = validated
-        .prepare(store.clone())
-        .map_err(ServeError::Invalid)?;
-    for w in prepared.coordinator.warnings() {
-        warn!("{origin}: {w}");
-    }
+    let (config, store, mut prepared) = connect_prepared(config, extensions, origin).await?;
     let pending = store
         .pending_migrations(&prepared.coordinator.migrations())
         .await?;
@@ -292,12 +270,7 @@ pub async fn worker(
     // `/health`, `/ready` and `/metrics`, when [worker] bind asks for them.
     let operations = match &config.worker.bind {
         Some(bind) => {
-            let addr: SocketAddr = bind.parse().map_err(|_| {
-                ServeError::Invalid(Validation {
-                    errors: checks::server_settings(&config),
-                    warnings: Vec::new(),
-                })
-            })?;
+            let addr = bind_address(&config, bind)?;
             let listener = TcpListener::bind(addr)
                 .await
                 .map_err(|source| ServeError::Bind { addr, source })?;
@@ -337,6 +310,36 @@ pub async fn worker(
     store.close().await;
     info!("stopped");
     Ok(())
+}
+
+/// Validates the configuration, connects to the store and prepares the coordinator the way
+/// `serve` and `worker` both run it; logs the configuration's warnings.
+async fn connect_prepared(
+    config: Config,
+    extensions: Vec<Box<dyn Extension>>,
+    origin: &str,
+) -> Result<(Config, Store, Prepared), ServeError> {
+    let validated = validate(config, extensions).map_err(ServeError::Invalid)?;
+    let config = validated.config().clone();
+    let store = Store::connect(&config.storage).await?;
+    let prepared = validated
+        .prepare(store.clone())
+        .map_err(ServeError::Invalid)?;
+    for w in prepared.coordinator.warnings() {
+        warn!("{origin}: {w}");
+    }
+    Ok((config, store, prepared))
+}
+
+/// `bind` as a socket address. Validation has checked it; this only turns it into one (and
+/// reports the settings' problems again if it is not).
+fn bind_address(config: &Config, bind: &str) -> Result<SocketAddr, ServeError> {
+    bind.parse().map_err(|_| {
+        ServeError::Invalid(Validation {
+            errors: checks::server_settings(config),
+            warnings: Vec::new(),
+        })
+    })
 }
 
 /// A task running in the background until told to stop: the dispatch log writer or a worker.
