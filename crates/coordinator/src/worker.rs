@@ -229,9 +229,8 @@ impl Worker {
         loop {
             // Start what waits for a slot, then record what finished (oldest first, while the
             // store answers): the tasks run while their predecessors' outcomes are written.
-            if grace_until.is_none() {
-                state.start_waiting(&inner, &mut running, concurrency);
-            }
+            // (Nothing waits once shutdown began: the waiting tasks were given back.)
+            state.start_waiting(&inner, &mut running, concurrency);
             state.record_pending().await;
 
             if let Some(deadline) = grace_until {
@@ -243,9 +242,6 @@ impl Worker {
                     break;
                 }
             }
-
-            // Start what waits for a slot.
-            state.start_waiting(&inner, &mut running, concurrency);
 
             // Claim up to the capacity (held tasks include those waiting to be recorded), in
             // batches: at once when nothing waits for a slot, else once half the room is free.

@@ -589,7 +589,7 @@ impl Store {
     /// transaction has committed.
     pub async fn enqueue_task(&self, task: &NewTask) -> Result<Uuid, StoreError> {
         let id = match &self.pool {
-            Pool::Sqlite(_) => self.enqueue_together(task).await?,
+            Pool::Sqlite(pools) => self.enqueue_together(pools, task).await?,
             Pool::Postgres(pool) => self.enqueue_postgres(pool, task).await?,
         };
         self.notify_enqueued();
@@ -598,13 +598,12 @@ impl Store {
 
     /// Writes `task` itself when no other enqueue waits for the writer, else queues it for the
     /// next group write of enqueues; returns its id.
-    async fn enqueue_together(&self, task: &NewTask) -> Result<Uuid, StoreError> {
+    async fn enqueue_together(
+        &self,
+        pools: &sqlite::SqlitePools,
+        task: &NewTask,
+    ) -> Result<Uuid, StoreError> {
         const ACTION: &str = "enqueue a task";
-        let Pool::Sqlite(pools) = &self.pool else {
-            return self
-                .with_write_conn(ACTION, async |conn| insert_task(conn, task).await)
-                .await;
-        };
         let (done, id) = oneshot::channel();
         let start = {
             let mut pending = self.enqueues.lock().unwrap_or_else(|e| e.into_inner());
@@ -632,7 +631,7 @@ impl Store {
             tokio::spawn(async move { store.write_enqueues().await });
         }
         id.await.unwrap_or_else(|_| {
-            Err(StoreError::db(Backend::Sqlite, "enqueue a task")(
+            Err(StoreError::db(Backend::Sqlite, ACTION)(
                 sqlx::Error::Protocol(
                     "the write of this enqueue stopped before it answered (the runtime is \
                      shutting down); the task may or may not be stored"
@@ -644,7 +643,8 @@ impl Store {
 
     /// Inserts `task` on a connection kept for enqueues when it is free (a pooled connection is
     /// pinged each time it is returned: a round trip per enqueue), else on a pooled one, so
-    /// that concurrent enqueues still share PostgreSQL's WAL flushes.
+    /// that concurrent enqueues still share PostgreSQL's WAL flushes. The kept connection is
+    /// taken out of the pool (`detach`), so the store may hold `max_connections` + 1.
     async fn enqueue_postgres(
         &self,
         pool: &sqlx::PgPool,
