@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 
 use coordinator::config::{Config, Secret};
 use coordinator::prelude::*;
-use coordinator::store::{Store, TaskState};
+use coordinator::store::Store;
+use coordinator::task::TaskState;
 use coordinator::{Coordinator, TaskObserver, Worker};
 use coordinator_server::server::{self, Prepared};
 
@@ -203,7 +204,7 @@ async fn prepare(o: &Options) -> Prepared {
     let config = config(o);
     let validated = server::validate(config, vec![Box::new(BenchExtension)])
         .unwrap_or_else(|v| panic!("invalid configuration:\n{v}"));
-    let store = Store::connect(&validated.config().storage)
+    let store = coordinator_server::storage::connect(&validated.config().storage)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let prepared = validated
@@ -477,7 +478,7 @@ async fn drain(o: &Options) -> serde_json::Value {
         stdin.write_all(b"go\n").expect("start the worker");
         stdin.flush().expect("start the worker");
     }
-    let pg = store.postgres_pool().cloned();
+    let pg = coordinator_postgres::pool(&store).cloned();
     wait_until("drain", o.timeout, Duration::from_millis(20), async || {
         // The pending tasks, through the (state, id) index: cheap, and cheaper as they drain.
         let left: i64 = match &pg {

@@ -69,7 +69,7 @@ pub fn server_settings(config: &Config) -> Vec<WiringError> {
     let url = config.storage.url.expose();
     let scheme = url.split_once("://").map(|(scheme, _)| scheme);
     match scheme {
-        Some("sqlite" | "postgres" | "postgresql") => {}
+        Some(scheme) if crate::storage::supports(scheme) => {}
         // Only the scheme is shown: the rest of the URL may hold a password.
         Some(other) => push(
             "[storage] url",

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use coordinator::catalog::GraphFormat;
-use coordinator::store::TaskState;
+use coordinator::task::TaskState;
 use uuid::Uuid;
 
 const AFTER_HELP: &str = "\

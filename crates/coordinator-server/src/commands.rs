@@ -198,7 +198,7 @@ async fn list_tasks(
     store: &coordinator::Store,
     args: &TasksListArgs,
 ) -> anyhow::Result<String> {
-    let query = coordinator::store::TaskQuery {
+    let query = coordinator::task::TaskQuery {
         state: args.state,
         queue: args.queue.clone(),
         task: args.task.clone(),
@@ -221,8 +221,8 @@ async fn list_tasks(
 /// The task with the personal data of its payload masked.
 fn redacted(
     coordinator: &Coordinator,
-    mut task: coordinator::store::StoredTask,
-) -> coordinator::store::StoredTask {
+    mut task: coordinator::task::StoredTask,
+) -> coordinator::task::StoredTask {
     task.payload = coordinator.redact_task_payload(&task);
     task
 }

@@ -14,13 +14,13 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use coordinator::Config;
-//! use coordinator::store::Store;
+
 //! use coordinator_server::{extensions, http, server};
 //!
 //! let config = Config::from_toml("[extensions]\nenabled = []\n")?;
 //! // Validate first (no I/O), then connect the store and build over it.
 //! let validated = server::validate(config, extensions::all()).map_err(|v| v.to_string())?;
-//! let store = Store::connect(&validated.config().storage).await?;
+//! let store = coordinator_server::storage::connect(&validated.config().storage).await?;
 //! let prepared = validated.prepare(store.clone()).map_err(|v| v.to_string())?;
 //! store.migrate(&prepared.coordinator.migrations()).await?;
 //! let router = http::router(prepared.state());
@@ -36,3 +36,4 @@ pub mod http;
 pub mod logging;
 pub mod queue;
 pub mod server;
+pub mod storage;

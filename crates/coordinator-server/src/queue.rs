@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use coordinator::store::{StoredTask, TaskAttempt, TaskPage, TaskState};
+use coordinator::task::{StoredTask, TaskAttempt, TaskPage, TaskState};
 
 use crate::http::time::format_time_ms;
 
@@ -219,7 +219,7 @@ fn shorten(text: &str, width: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use coordinator::store::AttemptStatus;
+    use coordinator::task::AttemptStatus;
     use uuid::Uuid;
 
     use super::*;

@@ -18,7 +18,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use coordinator::dispatch_log::dispatch_log;
-use coordinator::store::{AppliedMigration, PendingMigration, Store};
+use coordinator::migration::{AppliedMigration, PendingMigration};
+use coordinator::store::Store;
 use coordinator::{
     Config, Coordinator, CoordinatorBuilder, DispatchLogWriter, Extension, StoreError,
     TaskObserver, Validation, WiringError, Worker,
@@ -321,7 +322,7 @@ async fn connect_prepared(
 ) -> Result<(Config, Store, Prepared), ServeError> {
     let validated = validate(config, extensions).map_err(ServeError::Invalid)?;
     let config = validated.config().clone();
-    let store = Store::connect(&config.storage).await?;
+    let store = crate::storage::connect(&config.storage).await?;
     let prepared = validated
         .prepare(store.clone())
         .map_err(ServeError::Invalid)?;
@@ -457,7 +458,7 @@ pub async fn migrate(
     let coordinator = builder
         .build()
         .map_err(|e| ServeError::Invalid(e.validation))?;
-    let store = Store::connect(&config.storage).await?;
+    let store = crate::storage::connect(&config.storage).await?;
     let migrations = coordinator.migrations();
     let outcome = if dry_run {
         store
@@ -482,7 +483,7 @@ pub async fn open(
 ) -> Result<Coordinator, ServeError> {
     let Validated { builder, config } =
         validate(config, extensions).map_err(ServeError::Invalid)?;
-    let store = Store::connect(&config.storage).await?;
+    let store = crate::storage::connect(&config.storage).await?;
     builder
         .store(store)
         .build()

@@ -9,7 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use coordinator::config::{Secret, StorageConfig};
-use coordinator::store::{AttemptStatus, NewTask, Store};
+use coordinator::store::Store;
+use coordinator::task::{AttemptStatus, NewTask};
 use serde_json::Value;
 use support::{PgDatabase, Server, TOKEN, TempDir, Worker, config_text, order, run_cli};
 use uuid::Uuid;
@@ -287,7 +288,7 @@ fn a_worker_bind_that_is_not_an_address_is_refused_before_start() {
 async fn migrated_store(config: &Path, url: &str) -> Store {
     let (code, out, err) = run_cli(config, &["migrate"]);
     assert_eq!(code, 0, "{out}{err}");
-    Store::connect(&StorageConfig {
+    coordinator_server::storage::connect(&StorageConfig {
         url: Secret::new(url.to_owned()),
         max_connections: 2,
     })

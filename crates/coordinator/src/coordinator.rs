@@ -20,8 +20,8 @@ use crate::http::Route;
 use crate::migration::Migration;
 use crate::payload::Payload;
 use crate::signal::Signal;
-use crate::store::{NewTask, Store, StoreTx, StoredTask};
-use crate::task::{EnqueueError, EnqueueOptions, Task};
+use crate::store::{Store, StoreTx};
+use crate::task::{EnqueueError, EnqueueOptions, NewTask, StoredTask, Task};
 use crate::wiring::{self, Validation, Wiring, WiringWarning};
 
 /// A running set of extensions with validated wiring. Cheap to clone (it is shared).
@@ -269,7 +269,7 @@ impl Context {
     ///         Ok::<_, TaskError>(format!("refunded {}", r.order))
     ///     });
     /// });
-    /// let t = TestCoordinator::builder().extension(shop).with_store().build();
+    /// let t = TestCoordinator::builder().extension(shop).with_store(coordinator_sqlite::testing::temporary()).build();
     /// let id = t.context().enqueue(&REFUND, Refund { order: "EDX-1".into() }).await.unwrap();
     /// let runs = t.run_tasks().await;
     /// assert_eq!((runs[0].id, runs[0].status), (id, "succeeded"));
@@ -353,7 +353,7 @@ impl Context {
             Some(at) => at
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-            None => crate::store::now_ms(),
+            None => crate::id::now_ms(),
         };
         Ok(NewTask {
             task: name.to_owned(),

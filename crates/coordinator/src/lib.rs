@@ -4,7 +4,8 @@
 //! [`ExtensionBuilder`], typed [`Signal`]s and [`Filter`]s, the configuration ([`Config`]) whose
 //! wiring is validated at start-up ([`Coordinator::builder`]), robust dispatch
 //! ([`Context::send_robust`], the only way to send), durable background tasks
-//! ([`Context::enqueue`], run by a [`Worker`] from the [`Store`]), the [`Catalog`] that documents
+//! ([`Context::enqueue`], run by a [`Worker`] from the [`Store`], whose backends are crates of
+//! their own), the [`Catalog`] that documents
 //! it all, and a test harness ([`testing`]).
 //!
 //! The crate knows nothing about commerce: commerce lives in extensions.
@@ -57,6 +58,7 @@ pub mod filter;
 mod guard;
 pub mod handler;
 pub mod http;
+pub mod id;
 pub mod migration;
 mod names;
 pub mod payload;
@@ -77,7 +79,7 @@ pub use filter::{Filter, FilterError, FilterRun, Flow, StepError, StepResult};
 pub use handler::{Event, HandlerError, HandlerResult, Summary};
 pub use payload::{Payload, Personal};
 pub use signal::Signal;
-pub use store::{Backend, Store, StoreError};
+pub use store::{Store, StoreError, StoreTx};
 pub use wiring::{Validation, WiringError, WiringWarning};
 pub use worker::{TaskObserver, Worker};
 

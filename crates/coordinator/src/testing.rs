@@ -1,7 +1,8 @@
 //! A test harness for extension authors.
 //!
 //! Build a coordinator from some extensions and an inline TOML wiring, send signals, run
-//! filters, run the tasks handlers enqueued ([`TestBuilder::with_store`],
+//! filters, run the tasks handlers enqueued ([`TestBuilder::with_store`] with a backend's
+//! temporary store,
 //! [`TestCoordinator::run_tasks`]), and assert on the reports and on what handlers saw, in a few
 //! lines:
 //!
@@ -33,7 +34,6 @@
 //! ```
 
 use std::any::Any;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -42,17 +42,19 @@ use tokio::time::Instant;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::config::{Config, Secret, StorageConfig};
+use crate::config::Config;
 use crate::coordinator::{Context, Coordinator, CoordinatorBuilder};
 use crate::dispatch::DispatchReport;
 use crate::extension::{Declarations, Extension, ExtensionBuilder};
 use crate::filter::{Filter, FilterError, FilterRun};
 use crate::handler::{Event, HandlerError};
+use crate::migration::Migration;
 use crate::payload::Payload;
 use crate::signal::Signal;
 use crate::store::Store;
+use crate::task::TaskOutcome;
 use crate::wiring::{self, Validation};
-use crate::worker::{self, Decision};
+use crate::worker;
 
 /// The name of the extension that holds the harness's recorders.
 pub const TESTING_EXTENSION: &str = "testing";
@@ -87,15 +89,15 @@ pub struct TestBuilder {
     extensions: Vec<Box<dyn Extension>>,
     recorders: Recorders,
     wiring: String,
-    with_store: bool,
+    store: Option<Box<dyn TestStore>>,
 }
 
 /// A coordinator under test, with recorders that keep what they received.
 pub struct TestCoordinator {
     coordinator: Coordinator,
     seen: Seen,
-    /// The folder of the store's SQLite file, removed when the harness is dropped.
-    _data: Option<TempFolder>,
+    /// What keeps the store's data alive (a temporary folder), dropped with the harness.
+    _data: Option<Box<dyn TestStoreData>>,
 }
 
 /// The lease owner recorded on tasks that [`TestCoordinator::run_tasks`] runs.
@@ -122,13 +124,23 @@ pub struct TaskRunSummary {
     pub error: Vec<String>,
 }
 
-/// A temporary folder, removed when dropped.
-struct TempFolder(PathBuf);
+/// A store for the harness, from a backend crate (`coordinator_sqlite::testing::temporary()`):
+/// a new, empty store made when the harness is built, and dropped with it.
+///
+/// The core names no backend, so the harness takes its store from the test: add the backend
+/// crate as a dev-dependency of the extension.
+pub trait TestStore {
+    /// Makes the store. It is called from synchronous code, possibly inside a Tokio runtime,
+    /// which it must not block; the store may connect when first used.
+    fn open(self: Box<Self>) -> Result<(Store, Box<dyn TestStoreData>), String>;
+}
 
-impl Drop for TempFolder {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// What keeps a [`TestStore`]'s data alive (a temporary folder) until the harness is dropped,
+/// and migrates it.
+pub trait TestStoreData: Send + Sync {
+    /// Applies the framework's migrations and `migrations`, before the harness is used. Called
+    /// from synchronous code, like [`TestStore::open`].
+    fn migrate(&self, migrations: Vec<Migration>) -> Result<(), String>;
 }
 
 impl TestCoordinator {
@@ -141,7 +153,7 @@ impl TestCoordinator {
                 declare: Vec::new(),
             },
             wiring: String::new(),
-            with_store: false,
+            store: None,
         }
     }
 
@@ -194,7 +206,10 @@ impl TestCoordinator {
     #[track_caller]
     pub fn store(&self) -> &Store {
         self.coordinator.store().unwrap_or_else(|| {
-            panic!("this test harness has no store: build it with `TestCoordinator::builder().with_store()`")
+            panic!(
+                "this test harness has no store: build it with \
+                 `TestCoordinator::builder().with_store(coordinator_sqlite::testing::temporary())`"
+            )
         })
     }
 
@@ -238,7 +253,7 @@ impl TestCoordinator {
             runs.push(TaskRunSummary {
                 error: decision.chain().to_vec(),
                 result: match decision {
-                    Decision::Succeeded(result) => result,
+                    TaskOutcome::Succeeded(result) => result,
                     _ => None,
                 },
                 id: task.id,
@@ -327,14 +342,15 @@ impl TestBuilder {
         self
     }
 
-    /// Gives the coordinator a store: a SQLite file in a temporary folder, migrated (the
-    /// framework's tables and the extensions'), removed when the harness is dropped. Handlers
-    /// can then enqueue tasks, and [`TestCoordinator::run_tasks`] runs them.
+    /// Gives the coordinator a store, opened and migrated (the framework's tables and the
+    /// extensions') when the harness is built and dropped with it: a backend's temporary store,
+    /// such as `coordinator_sqlite::testing::temporary()`. Handlers can then enqueue tasks, and
+    /// [`TestCoordinator::run_tasks`] runs them.
     ///
     /// [`build`](TestBuilder::build) must then be called within a Tokio runtime
     /// (`#[tokio::test]`).
-    pub fn with_store(mut self) -> Self {
-        self.with_store = true;
+    pub fn with_store(mut self, store: impl TestStore + 'static) -> Self {
+        self.store = Some(Box::new(store));
         self
     }
 
@@ -384,70 +400,27 @@ impl TestBuilder {
             builder = builder.extension(self.recorders);
         }
         let mut data = None;
-        if self.with_store {
-            let (store, folder, url) = temp_store();
+        if let Some(store) = self.store {
+            let (store, guard) = store.open().unwrap_or_else(|e| {
+                panic!("TestBuilder::with_store: cannot open the test store: {e}")
+            });
             builder = builder.store(store);
-            data = Some((folder, url));
+            data = Some(guard);
         }
         let coordinator = match builder.build() {
             Ok(coordinator) => coordinator,
             Err(e) => panic!("{e}"),
         };
-        let data = data.map(|(folder, url)| {
-            migrate_on_the_side(url, coordinator.migrations());
-            folder
-        });
+        if let Some(data) = &data {
+            data.migrate(coordinator.migrations()).unwrap_or_else(|e| {
+                panic!("TestBuilder::with_store: cannot migrate the test store: {e}")
+            });
+        }
         TestCoordinator {
             coordinator,
             seen,
             _data: data,
         }
-    }
-}
-
-/// A lazily connecting SQLite store in a new temporary folder.
-#[track_caller]
-fn temp_store() -> (Store, TempFolder, String) {
-    if tokio::runtime::Handle::try_current().is_err() {
-        panic!(
-            "TestBuilder::with_store: build the harness within a Tokio runtime (in a \
-             #[tokio::test], or inside Runtime::block_on)"
-        );
-    }
-    let (id, _) = crate::dispatch::new_id();
-    let folder = std::env::temp_dir().join(format!("coordinator-test-{}", id.simple()));
-    let url = format!("sqlite://{}/coordinator.db", folder.display());
-    let store = Store::sqlite_lazy(&url, 4)
-        .unwrap_or_else(|e| panic!("TestBuilder::with_store: cannot create the test store: {e}"));
-    (store, TempFolder(folder), url)
-}
-
-/// Migrates the SQLite file at `url` on a thread with its own runtime: `build` is synchronous
-/// and may run inside a runtime, which cannot be blocked on.
-#[track_caller]
-fn migrate_on_the_side(url: String, migrations: Vec<crate::migration::Migration>) {
-    let migrated = std::thread::spawn(move || -> Result<(), String> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
-        runtime.block_on(async {
-            let store = Store::connect(&StorageConfig {
-                url: Secret::new(url),
-                max_connections: 1,
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-            let result = store.migrate(&migrations).await.map_err(|e| e.to_string());
-            store.close().await;
-            result.map(|_| ())
-        })
-    })
-    .join();
-    match migrated {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => panic!("TestBuilder::with_store: cannot migrate the test store: {e}"),
-        Err(_) => panic!("TestBuilder::with_store: migrating the test store panicked"),
     }
 }
 

@@ -25,9 +25,9 @@
 //! as their cause, so one event can be followed through handlers, tasks and the signals they send.
 //!
 //! ```
-//! use coordinator::config::{Secret, StorageConfig, WorkerConfig};
+//! use coordinator::config::WorkerConfig;
 //! use coordinator::prelude::*;
-//! use coordinator::store::{Store, TaskState};
+//! use coordinator::task::TaskState;
 //! use coordinator::worker::Worker;
 //! use coordinator::Coordinator;
 //!
@@ -37,12 +37,9 @@
 //!
 //! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
 //! # let dir = tempfile::tempdir().unwrap();
-//! let store = Store::connect(&StorageConfig {
-//!     url: Secret::new(format!("sqlite://{}/c.db", dir.path().display())),
-//!     max_connections: 4,
-//! })
-//! .await
-//! .unwrap();
+//! let store = coordinator_sqlite::connect(&format!("sqlite://{}/c.db", dir.path().display()), 4)
+//!     .await
+//!     .unwrap();
 //! store.migrate(&[]).await.unwrap();
 //! let shop = coordinator::testing::extension("shop", |ext| {
 //!     ext.task(&SEND_RECEIPT, |_: TaskContext, r: Receipt| async move {
@@ -80,10 +77,11 @@ use uuid::Uuid;
 
 use crate::config::{ConfigDuration, WorkerConfig};
 use crate::coordinator::{Context, Coordinator, Inner};
-use crate::dispatch::{Sender, random_unit};
+use crate::dispatch::Sender;
 use crate::guard::{Guard, Guarded};
-use crate::store::{AttemptStatus, ClaimedTask, Store, StoreError, now_ms};
-use crate::task::{TaskContext, TaskError};
+use crate::id::{new_id, now_ms, random_unit};
+use crate::store::{Store, StoreError};
+use crate::task::{AttemptStatus, ClaimedTask, TaskContext, TaskError, TaskOutcome};
 
 /// Receives the end of every task attempt a worker records (for metrics).
 ///
@@ -152,7 +150,7 @@ impl Worker {
             .ok()
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "worker".to_owned());
-        let (random, _) = crate::dispatch::new_id();
+        let (random, _) = new_id();
         let id = format!(
             "{host}-{}-{}",
             std::process::id(),
@@ -215,7 +213,7 @@ impl Worker {
             backoff: None,
             store_ready_at: Instant::now(),
         };
-        let mut running: JoinSet<Decision> = JoinSet::new();
+        let mut running: JoinSet<TaskOutcome> = JoinSet::new();
         let mut next_claim = Instant::now();
         let mut renew_at = Instant::now() + renew_every;
         let mut grace_until: Option<Instant> = None;
@@ -360,46 +358,10 @@ async fn purge_past_retention(store: Store, retention: Duration, inbox_retention
     }
 }
 
-/// What to record for one attempt.
-#[derive(Debug)]
-pub(crate) enum Decision {
-    /// It succeeded, with this summary.
-    Succeeded(Option<String>),
-    /// It failed; retry at this time (milliseconds since the Unix epoch).
-    Retry {
-        at_ms: u64,
-        status: AttemptStatus,
-        chain: Vec<String>,
-    },
-    /// It failed for good.
-    Dead {
-        status: AttemptStatus,
-        chain: Vec<String>,
-    },
-}
-
-impl Decision {
-    /// The task's state once this is recorded.
-    pub(crate) fn state(&self) -> &'static str {
-        match self {
-            Decision::Succeeded(_) => "succeeded",
-            Decision::Retry { .. } => "retrying",
-            Decision::Dead { .. } => "dead",
-        }
-    }
-
-    pub(crate) fn chain(&self) -> &[String] {
-        match self {
-            Decision::Succeeded(_) => &[],
-            Decision::Retry { chain, .. } | Decision::Dead { chain, .. } => chain,
-        }
-    }
-}
-
 /// Runs one claimed attempt, isolated, and decides what to record.
-pub(crate) async fn run_attempt(inner: &Arc<Inner>, claimed: &ClaimedTask) -> Decision {
+pub(crate) async fn run_attempt(inner: &Arc<Inner>, claimed: &ClaimedTask) -> TaskOutcome {
     let Some(wired) = inner.wiring.tasks.get(claimed.task.as_str()) else {
-        return Decision::Dead {
+        return TaskOutcome::Dead {
             status: AttemptStatus::Error,
             chain: vec![format!(
                 "task \"{}\" is unknown to this worker: no enabled extension of this binary \
@@ -428,28 +390,28 @@ pub(crate) async fn run_attempt(inner: &Arc<Inner>, claimed: &ClaimedTask) -> De
     });
     let retry = |status, chain: Vec<String>, wait: Option<Duration>| {
         if claimed.attempt >= claimed.max_attempts {
-            return Decision::Dead { status, chain };
+            return TaskOutcome::Dead { status, chain };
         }
         let wait = wait.unwrap_or_else(|| wired.retry.backoff(claimed.attempt, random_unit()));
-        Decision::Retry {
+        TaskOutcome::Retry {
             at_ms: now_ms().saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
             status,
             chain,
         }
     };
     match Guard::new(attempt, wired.timeout).await {
-        Guarded::Finished(Ok(Ok(summary))) => Decision::Succeeded(summary.into_string()),
+        Guarded::Finished(Ok(Ok(summary))) => TaskOutcome::Succeeded(summary.into_string()),
         Guarded::Finished(Ok(Err(TaskError::Retry(e)))) => {
             retry(AttemptStatus::Error, e.chain(), None)
         }
         Guarded::Finished(Ok(Err(TaskError::RetryAfter(after, e)))) => {
             retry(AttemptStatus::Error, e.chain(), Some(after))
         }
-        Guarded::Finished(Ok(Err(TaskError::Abort(e)))) => Decision::Dead {
+        Guarded::Finished(Ok(Err(TaskError::Abort(e)))) => TaskOutcome::Dead {
             status: AttemptStatus::Error,
             chain: e.chain(),
         },
-        Guarded::Finished(Err(unreadable)) => Decision::Dead {
+        Guarded::Finished(Err(unreadable)) => TaskOutcome::Dead {
             status: AttemptStatus::Error,
             chain: vec![format!(
                 "{unreadable}; the payload was stored by a version with another payload type: \
@@ -483,42 +445,17 @@ pub(crate) async fn record(
     store: &Store,
     worker_id: &str,
     task: &ClaimedTask,
-    decision: &Decision,
+    outcome: &TaskOutcome,
 ) -> Result<bool, StoreError> {
-    match decision {
-        Decision::Succeeded(result) => {
-            store
-                .complete_task(task.id, worker_id, task.attempt, result.as_deref())
-                .await
-        }
-        Decision::Retry {
-            at_ms,
-            status,
-            chain,
-        } => {
-            store
-                .fail_task(
-                    task.id,
-                    worker_id,
-                    task.attempt,
-                    chain,
-                    Some(*at_ms),
-                    *status,
-                )
-                .await
-        }
-        Decision::Dead { status, chain } => {
-            store
-                .fail_task(task.id, worker_id, task.attempt, chain, None, *status)
-                .await
-        }
-    }
+    store
+        .record_outcome(task.id, worker_id, task.attempt, outcome)
+        .await
 }
 
 /// Logs a recorded outcome (in the task's span) and returns the status observers get.
 pub(crate) fn log_recorded(
     task: &ClaimedTask,
-    decision: &Decision,
+    decision: &TaskOutcome,
     applied: bool,
     duration: Duration,
 ) -> &'static str {
@@ -526,17 +463,17 @@ pub(crate) fn log_recorded(
     let (name, id, attempt) = (task.task.as_str(), task.id, task.attempt);
     if !applied {
         warn!(task = name, task_id = %id, attempt, duration_us,
-            outcome = decision.state(),
+            outcome = decision.state().as_str(),
             "task outcome discarded: the task was cancelled, or its lease was lost and another \
              worker claimed it");
         return "lost";
     }
     match decision {
-        Decision::Succeeded(result) => {
+        TaskOutcome::Succeeded(result) => {
             debug!(task = name, task_id = %id, attempt, duration_us, result = result.as_deref(),
                 "task succeeded");
         }
-        Decision::Retry {
+        TaskOutcome::Retry {
             at_ms,
             status,
             chain,
@@ -546,14 +483,14 @@ pub(crate) fn log_recorded(
                 duration_us, status = %status, retry_in_ms, error = %chain.join(": "),
                 "task attempt failed; it will be retried");
         }
-        Decision::Dead { status, chain } => {
+        TaskOutcome::Dead { status, chain } => {
             error!(task = name, task_id = %id, attempt, max_attempts = task.max_attempts,
                 duration_us, status = %status, error = %chain.join(": "),
                 origin_dispatch = ?task.origin_dispatch,
                 "task is dead: no more attempts; retry it once the cause is fixed");
         }
     }
-    decision.state()
+    decision.state().as_str()
 }
 
 /// The span one attempt runs in.
@@ -578,7 +515,7 @@ struct Held {
 /// A finished attempt waiting to be recorded.
 struct Unrecorded {
     id: Uuid,
-    decision: Decision,
+    decision: TaskOutcome,
     duration: Duration,
 }
 
@@ -631,7 +568,7 @@ impl Loop<'_> {
     fn start_waiting(
         &mut self,
         inner: &Arc<Inner>,
-        running: &mut JoinSet<Decision>,
+        running: &mut JoinSet<TaskOutcome>,
         concurrency: usize,
     ) {
         while running.len() < concurrency {
@@ -670,12 +607,12 @@ impl Loop<'_> {
         }
     }
 
-    fn joined(&mut self, joined: Result<(tokio::task::Id, Decision), tokio::task::JoinError>) {
+    fn joined(&mut self, joined: Result<(tokio::task::Id, TaskOutcome), tokio::task::JoinError>) {
         let (tokio_id, decision) = match joined {
             Ok((tokio_id, decision)) => (tokio_id, decision),
             // The guard catches the task's own panics; this is the runner failing around it.
             Err(e) => {
-                let decision = Decision::Retry {
+                let decision = TaskOutcome::Retry {
                     at_ms: now_ms(),
                     status: AttemptStatus::Panicked,
                     chain: vec![format!("the worker's runner of this attempt failed: {e}")],
@@ -707,7 +644,7 @@ impl Loop<'_> {
             if n == 0 {
                 return;
             }
-            let batch: Vec<(Uuid, u32, &Decision)> = self
+            let batch: Vec<(Uuid, u32, &TaskOutcome)> = self
                 .unrecorded
                 .iter()
                 .take(n)
@@ -764,7 +701,7 @@ impl Loop<'_> {
 
     /// At the end of the grace period: abandons what still runs and gives it back to the
     /// queue; makes a last try at recording what finished.
-    async fn give_back(&mut self, running: &mut JoinSet<Decision>) {
+    async fn give_back(&mut self, running: &mut JoinSet<TaskOutcome>) {
         running.abort_all();
         // An attempt may have finished just before the abort: its outcome is kept.
         while let Some(joined) = running.join_next_with_id().await {
@@ -839,24 +776,5 @@ impl Loop<'_> {
         warn!(worker = %self.id, error = %e, retry_in_ms = wait.as_millis() as u64,
             "worker could not {action}; backing off (finished outcomes are kept and recorded \
              when the store answers)");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decisions_name_the_state_they_record() {
-        assert_eq!(Decision::Succeeded(None).state(), "succeeded");
-        let retry = Decision::Retry {
-            at_ms: 0,
-            status: AttemptStatus::Error,
-            chain: vec!["x".into()],
-        };
-        assert_eq!(
-            (retry.state(), retry.chain()),
-            ("retrying", &["x".to_owned()][..])
-        );
     }
 }

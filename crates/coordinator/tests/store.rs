@@ -14,11 +14,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use coordinator::config::{ConfigDuration, DispatchLogConfig};
 use coordinator::dispatch_log::dispatch_log;
+use coordinator::dispatch_log::{DispatchQuery, DispatchStatus, StoredDispatch, StoredHandlerRun};
 use coordinator::migration::Migration;
 use coordinator::prelude::*;
-use coordinator::store::{
-    DispatchQuery, DispatchStatus, Store, StoreError, StoredDispatch, StoredHandlerRun,
-};
+use coordinator::store::{Store, StoreError};
 use coordinator::{Config, Coordinator, DispatchLog, DispatchObserver};
 use support::TestDb;
 use uuid::Uuid;
@@ -842,7 +841,7 @@ async fn sqlite_a_write_waiting_behind_a_long_transaction_fails_with_a_clear_err
     // Paused time: the 5 s wait passes as soon as nothing else can run.
     tokio::time::pause();
     let e = store
-        .enqueue_task(&coordinator::store::NewTask::new("shop.refund", "{}"))
+        .enqueue_task(&coordinator::task::NewTask::new("shop.refund", "{}"))
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::WriterBusy { .. }), "{e:?}");
@@ -856,7 +855,7 @@ async fn sqlite_a_write_waiting_behind_a_long_transaction_fails_with_a_clear_err
     held.rollback().await.unwrap();
     // Once the transaction ends, writes go through again.
     store
-        .enqueue_task(&coordinator::store::NewTask::new("shop.refund", "{}"))
+        .enqueue_task(&coordinator::task::NewTask::new("shop.refund", "{}"))
         .await
         .unwrap();
     db.finish().await;

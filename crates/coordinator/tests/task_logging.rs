@@ -63,7 +63,7 @@ fn retried_failures_warn_dead_tasks_error_and_personal_data_stays_out() {
                 let t = TestCoordinator::builder()
                     .extension(ext)
                     .wiring("[signals]\n\"shop.order_placed\" = [\"shop.enqueue_receipt\"]")
-                    .with_store()
+                    .with_store(coordinator_sqlite::testing::temporary())
                     .build();
                 let report = t
                     .send(

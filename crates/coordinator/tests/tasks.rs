@@ -11,10 +11,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use coordinator::config::{ConfigDuration, WorkerConfig};
 use coordinator::prelude::*;
-use coordinator::store::{
-    AttemptStatus, NewTask, Store, StoreError, StoredTask, TaskQuery, TaskState,
-};
+use coordinator::store::{Store, StoreError};
 use coordinator::task::RetryPolicy;
+use coordinator::task::{AttemptStatus, NewTask, StoredTask, TaskQuery, TaskState};
 use coordinator::testing::TestCoordinator;
 use coordinator::{Coordinator, Personal, TaskObserver, Worker};
 use support::TestDb;
@@ -1427,7 +1426,7 @@ async fn a_handler_enqueues_a_task_that_sends_a_follow_up_and_run_tasks_runs_it(
         .extension(enrollment(Arc::clone(&seen)))
         .recorder::<Enrolled>("testing.saw_enrolled")
         .wiring(ENROLLMENT_WIRING)
-        .with_store()
+        .with_store(coordinator_sqlite::testing::temporary())
         .build();
     let report = t
         .send(
@@ -1510,7 +1509,7 @@ fn flaky() -> impl Extension {
 async fn panics_and_timeouts_are_retried_and_recorded() {
     let t = TestCoordinator::builder()
         .extension(flaky())
-        .with_store()
+        .with_store(coordinator_sqlite::testing::temporary())
         .build();
     let id = t.context().enqueue(&FLAKY, Job { n: 1 }).await.unwrap();
     let runs = t.run_tasks().await;
@@ -1547,7 +1546,7 @@ async fn panics_and_timeouts_are_retried_and_recorded() {
 async fn run_tasks_leaves_delayed_tasks_and_kills_what_it_cannot_run() {
     let t = TestCoordinator::builder()
         .extension(flaky())
-        .with_store()
+        .with_store(coordinator_sqlite::testing::temporary())
         .build();
     let delayed = t
         .context()
@@ -1595,7 +1594,7 @@ async fn enqueue_errors_say_what_to_fix() {
 
     let t = TestCoordinator::builder()
         .extension(flaky())
-        .with_store()
+        .with_store(coordinator_sqlite::testing::temporary())
         .build();
     let e = t
         .context()
@@ -1633,7 +1632,7 @@ async fn configuration_overrides_the_queue_and_attempts_recorded_at_enqueue() {
             max_attempts = 9
             "#,
         )
-        .with_store()
+        .with_store(coordinator_sqlite::testing::temporary())
         .build();
     let id = t.context().enqueue(&WORKS, Job { n: 1 }).await.unwrap();
     let stored = t.store().get_task(id).await.unwrap().unwrap();

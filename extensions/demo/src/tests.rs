@@ -22,7 +22,7 @@ fn order() -> OrderPlaced {
 fn harness(state: &DemoState) -> TestCoordinator {
     TestCoordinator::builder()
         .extension(DemoExtension::with_state(state.clone()))
-        .with_store()
+        .with_store(coordinator_sqlite::testing::temporary())
         .recorder::<LearnerEnrolled>("testing.saw_enrollment")
         .wiring(&DEFAULT_CONFIG.replace(
             "\"demo.learner_enrolled\" = [\"demo.welcome_learner\"]",
@@ -270,7 +270,7 @@ fn webhook_harness(state: &DemoState, secret: Option<&str>) -> TestCoordinator {
     });
     TestCoordinator::builder()
         .extension(DemoExtension::with_state(state.clone()))
-        .with_store()
+        .with_store(coordinator_sqlite::testing::temporary())
         .wiring(&format!("{DEFAULT_CONFIG}\n{settings}"))
         .build()
 }

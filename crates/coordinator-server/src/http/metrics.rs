@@ -35,7 +35,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use coordinator::store::{TaskCount, TaskState};
+use coordinator::task::{TaskCount, TaskState};
 use coordinator::{DispatchLogStats, DispatchObserver, DispatchReport, TaskObserver};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -540,7 +540,7 @@ mod tests {
     #[tokio::test]
     async fn task_metrics_count_attempts_dead_tasks_and_the_queue_depth_at_scrape() {
         use coordinator::TaskObserver as _;
-        use coordinator::store::NewTask;
+        use coordinator::task::NewTask;
         use std::time::Duration;
 
         let app = testing::app(&[]).await;

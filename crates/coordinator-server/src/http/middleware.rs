@@ -69,10 +69,7 @@ pub async fn observe(
         .headers()
         .get(&X_REQUEST_ID)
         .and_then(sane_request_id)
-        .map_or_else(
-            || coordinator::dispatch::new_uuid().to_string(),
-            str::to_owned,
-        );
+        .map_or_else(|| coordinator::id::new_uuid().to_string(), str::to_owned);
     let method = request.method().clone();
     let span = info_span!(
         "request",

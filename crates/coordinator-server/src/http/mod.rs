@@ -186,7 +186,9 @@ pub(crate) mod testing {
         let config = Config::parse("test", crate::config::DEFAULT_CONFIG, env).unwrap();
         let validated = server::validate(config, extensions::all())
             .unwrap_or_else(|v| panic!("an invalid configuration:\n{v}"));
-        let store = Store::connect(&validated.config().storage).await.unwrap();
+        let store = crate::storage::connect(&validated.config().storage)
+            .await
+            .unwrap();
         let mut prepared = validated
             .prepare(store.clone())
             .unwrap_or_else(|v| panic!("an invalid configuration:\n{v}"));

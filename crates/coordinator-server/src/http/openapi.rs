@@ -8,8 +8,9 @@
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
+use coordinator::dispatch_log::StoredDispatch;
 use coordinator::http::{Access, Json, Problem, Route};
-use coordinator::store::{StoredDispatch, StoredTask};
+use coordinator::task::StoredTask;
 use coordinator::{Catalog, Coordinator};
 use serde_json::{Map, Value, json};
 

@@ -6,7 +6,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use coordinator::http::Json;
-use coordinator::store::{StoredTask, TaskQuery, TaskState};
+use coordinator::task::{StoredTask, TaskQuery, TaskState};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tracing::info;
@@ -174,7 +174,7 @@ fn redacted(state: &AppState, mut task: StoredTask) -> StoredTask {
 mod tests {
     use std::time::Duration;
 
-    use coordinator::store::NewTask;
+    use coordinator::task::NewTask;
 
     use super::*;
     use crate::http::testing;
@@ -260,7 +260,7 @@ mod tests {
                 1,
                 &chain,
                 None,
-                coordinator::store::AttemptStatus::Error,
+                coordinator::task::AttemptStatus::Error,
             )
             .await
             .unwrap();

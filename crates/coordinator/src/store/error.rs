@@ -1,6 +1,7 @@
 //! What can go wrong with the store, each saying what failed and how to fix it.
 
-use super::Backend;
+/// A backend's own error (the database driver's), kept as the cause of a [`StoreError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -22,12 +23,12 @@ pub enum StoreError {
          postgres://<user>@<host>:<port>/<database>"
     )]
     InvalidUrl {
-        /// The backend the scheme selected.
-        backend: Backend,
+        /// The backend the scheme selected (`sqlite`, `postgresql`).
+        backend: &'static str,
         /// The URL without credentials.
         url: String,
         /// What the driver found wrong.
-        source: sqlx::Error,
+        source: BoxError,
     },
 
     /// The folder of the SQLite file could not be created.
@@ -48,12 +49,12 @@ pub enum StoreError {
          reachable, and that [storage] url (or COORDINATOR__STORAGE__URL) is right"
     )]
     Connect {
-        /// The backend.
-        backend: Backend,
+        /// The backend (`sqlite`, `postgresql`).
+        backend: &'static str,
         /// The URL without credentials.
         url: String,
         /// The driver's error.
-        source: sqlx::Error,
+        source: BoxError,
     },
 
     /// A query failed.
@@ -64,19 +65,21 @@ pub enum StoreError {
     Database {
         /// What the store was doing (`insert dispatch reports`, `read applied migrations`).
         action: &'static str,
-        /// The backend.
-        backend: Backend,
+        /// The backend (`sqlite`, `postgresql`).
+        backend: &'static str,
         /// The driver's error.
-        source: sqlx::Error,
+        source: BoxError,
     },
 
     /// A write waited too long for SQLite's one writer connection.
     #[error(
-        "could not {action} in the sqlite database: the writer connection stayed busy for \
+        "could not {action} in the {backend} database: the writer connection stayed busy for \
          {waited_ms} ms; a transaction (StoreTx) held it that long, or waited inside it for a \
          write made outside it: keep transactions short and write through the open transaction"
     )]
     WriterBusy {
+        /// The backend (one writer at a time: `sqlite`).
+        backend: &'static str,
         /// What the store was doing.
         action: &'static str,
         /// How long it waited.
@@ -114,10 +117,10 @@ pub enum StoreError {
         version: u32,
         /// Its name.
         name: String,
-        /// The backend.
-        backend: Backend,
+        /// The backend (`sqlite`, `postgresql`).
+        backend: &'static str,
         /// The driver's error.
-        source: sqlx::Error,
+        source: BoxError,
     },
 
     /// The set of migrations given is inconsistent (a programmer error in an extension).
@@ -174,7 +177,7 @@ pub enum StoreError {
         /// The task.
         id: uuid::Uuid,
         /// Its state now.
-        state: super::TaskState,
+        state: crate::task::TaskState,
         /// The states in which the operation is possible.
         allowed: &'static str,
         /// The operation's past participle (`retried`, `cancelled`).
@@ -199,33 +202,28 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    pub(crate) fn db(
-        backend: Backend,
+    /// A closure that wraps a driver's error as a failed `action` on `backend`:
+    /// `.map_err(StoreError::database("sqlite", "claim tasks"))`.
+    pub fn database<E: Into<BoxError>>(
+        backend: &'static str,
         action: &'static str,
-    ) -> impl Fn(sqlx::Error) -> Self + Copy {
+    ) -> impl Fn(E) -> Self + Copy {
         move |source| StoreError::Database {
             action,
             backend,
-            source,
+            source: source.into(),
         }
     }
-}
 
-impl StoreError {
-    /// The same failure, for another caller that was waiting on the same operation (errors
-    /// from the driver are not `Clone`: their text is kept).
-    pub(crate) fn replicate(&self, action: &'static str) -> StoreError {
-        match self {
-            StoreError::WriterBusy { action, waited_ms } => StoreError::WriterBusy {
-                action,
-                waited_ms: *waited_ms,
-            },
-            other => StoreError::Database {
-                action,
-                backend: Backend::Sqlite,
-                source: sqlx::Error::Protocol(other.to_string()),
-            },
-        }
+    /// Whether the failure is the database's (unreachable, refusing a statement), as opposed
+    /// to a request the store refused (an unknown task, a task in the wrong state).
+    pub fn is_database(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database { .. }
+                | StoreError::Connect { .. }
+                | StoreError::WriterBusy { .. }
+        )
     }
 }
 

@@ -1,25 +1,21 @@
-//! Storage: one interface over two real backends, SQLite (the embedded default: a local file) and
-//! PostgreSQL (for many processes on many machines).
+//! Storage: what the framework needs from a database ([`Backend`] and its parts, traits), and
+//! the handles through which the framework and extensions use one ([`Store`], [`StoreTx`]).
 //!
-//! A [`Store`] is a connection pool of either kind. It runs versioned migrations (the framework's
-//! own, then each extension's: see [`Store::migrate`]), keeps the dispatch log
-//! ([`StoredDispatch`]), and holds the durable task queue ([`StoredTask`], [`Store::claim_tasks`],
-//! [`StoreTx`] for enqueueing in the same transaction as other writes). Extensions that need their own queries reach the pool with
-//! [`Store::sqlite_pool`] or [`Store::postgres_pool`]. See
-//! `docs/decisions/0005-storage-interface.md` for why it is shaped this way.
+//! The core never names a backend. Each backend is a crate of its own that implements the
+//! traits and makes a [`Store`]: `coordinator-sqlite` (the embedded default: a local file) and
+//! `coordinator-postgres` (for many processes on many machines). A store keeps the dispatch
+//! log, the durable task queue and the inbox, and runs versioned migrations (the framework's
+//! own, then each extension's: [`Store::migrate`]). See
+//! `docs/decisions/0010-storage-behind-traits.md` for why it is shaped this way.
 //!
 //! ```
-//! use coordinator::config::{Secret, StorageConfig};
-//! use coordinator::store::{Backend, DispatchQuery, Store};
+//! use coordinator::dispatch_log::DispatchQuery;
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! let dir = tempfile::tempdir().unwrap();
-//! let config = StorageConfig {
-//!     url: Secret::new(format!("sqlite://{}/data/coordinator.db", dir.path().display())),
-//!     max_connections: 2,
-//! };
-//! let store = Store::connect(&config).await.unwrap();
-//! assert_eq!(store.backend(), Backend::Sqlite);
+//! let url = format!("sqlite://{}/data/coordinator.db", dir.path().display());
+//! let store = coordinator_sqlite::connect(&url, 2).await.unwrap();
+//! assert_eq!(store.backend(), "sqlite");
 //! let applied = store.migrate(&[]).await.unwrap();
 //! assert_eq!(applied[0].extension, "coordinator");
 //! assert!(store.list_dispatches(&DispatchQuery::default()).await.unwrap().items.is_empty());
@@ -27,68 +23,30 @@
 //! # });
 //! ```
 
-mod dispatches;
+mod backend;
 mod error;
-mod migrate;
-mod postgres;
-mod sqlite;
-mod tasks;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::config::StorageConfig;
-use crate::migration::Migration;
+use crate::dispatch_log::{DispatchPage, DispatchQuery, StoredDispatch};
+use crate::migration::{self, AppliedMigration, Migration, PendingMigration};
+use crate::task::{ClaimedTask, NewTask, StoredTask, TaskCount, TaskOutcome, TaskPage, TaskQuery};
 
-pub use dispatches::{
-    DispatchPage, DispatchQuery, DispatchStatus, StoredDispatch, StoredHandlerRun,
-};
-pub use error::StoreError;
-pub use tasks::{
-    AttemptStatus, ClaimedTask, NewTask, StoreTx, StoredTask, TaskAttempt, TaskCount, TaskPage,
-    TaskQuery, TaskState,
-};
+pub use backend::{Backend, DispatchLogStore, Inbox, TaskQueue, Transaction};
+pub use error::{BoxError, StoreError};
 
-/// Which database a [`Store`] uses. Displays and serializes as `sqlite` or `postgresql`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
-pub enum Backend {
-    /// SQLite: a local file (`sqlite://<path>`).
-    #[serde(rename = "sqlite")]
-    Sqlite,
-    /// PostgreSQL (`postgres://` or `postgresql://`).
-    #[serde(rename = "postgresql")]
-    Postgres,
-}
-
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgresql",
-        })
-    }
-}
-
-/// The coordinator's database: a pool of SQLite or PostgreSQL connections. Cheap to clone (clones
-/// share the pool).
+/// The coordinator's database, whatever the backend. Cheap to clone (clones share the
+/// backend's connections).
 #[derive(Clone)]
 pub struct Store {
-    pool: Pool,
+    backend: Arc<dyn Backend>,
     /// Woken when this process enqueues a task, so that its workers claim it at once.
-    pub(crate) enqueued: Arc<tokio::sync::Notify>,
-    /// SQLite: enqueues waiting to be written together.
-    enqueues: Arc<std::sync::Mutex<tasks::PendingEnqueues>>,
-    /// PostgreSQL: a connection kept for enqueues made one at a time.
-    pg_enqueuer: Arc<tokio::sync::Mutex<Option<(sqlx::PgConnection, std::time::Instant)>>>,
-}
-
-#[derive(Clone)]
-enum Pool {
-    Sqlite(sqlite::SqlitePools),
-    Postgres(sqlx::PgPool),
+    enqueued: Arc<Notify>,
 }
 
 impl fmt::Debug for Store {
@@ -99,80 +57,23 @@ impl fmt::Debug for Store {
     }
 }
 
-/// A migration that [`Store::migrate`] applied.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct AppliedMigration {
-    /// The extension that owns it (`coordinator` for the framework's own tables).
-    pub extension: String,
-    /// Its version.
-    pub version: u32,
-    /// Its name.
-    pub name: String,
-}
-
-/// A migration that is not applied yet.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct PendingMigration {
-    /// The extension that owns it (`coordinator` for the framework's own tables).
-    pub extension: String,
-    /// Its version.
-    pub version: u32,
-    /// Its name.
-    pub name: String,
-}
-
 impl Store {
-    /// Opens the database `config.url` names: `sqlite://<path>` (the folder and the file are
-    /// created if missing; WAL journal, `synchronous=NORMAL`, `max_connections` readers and one
-    /// writer through which every write of the coordinator queues, see
-    /// `docs/decisions/0009-sqlite-single-writer.md`) or
-    /// `postgres://…` / `postgresql://…`. Errors never show the URL's credentials.
-    pub async fn connect(config: &StorageConfig) -> Result<Store, StoreError> {
-        let url = config.url.expose();
-        let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
-        let max_connections = config.max_connections.max(1);
-        let pool = match scheme {
-            "sqlite" => Pool::Sqlite(sqlite::connect(url, max_connections).await?),
-            "postgres" | "postgresql" => {
-                Pool::Postgres(postgres::connect(url, max_connections).await?)
-            }
-            _ => {
-                return Err(StoreError::UnsupportedUrl {
-                    scheme: if url.contains(':') {
-                        scheme.to_owned()
-                    } else {
-                        "(none)".to_owned()
-                    },
-                });
-            }
-        };
-        Ok(Store::new(pool))
-    }
-
-    fn new(pool: Pool) -> Store {
+    /// A store on `backend` (backend crates make one with their `connect`).
+    pub fn new(backend: impl Backend) -> Store {
         Store {
-            pool,
-            enqueued: Arc::new(tokio::sync::Notify::new()),
-            enqueues: Arc::default(),
-            pg_enqueuer: Arc::default(),
+            backend: Arc::new(backend),
+            enqueued: Arc::new(Notify::new()),
         }
     }
 
-    /// A SQLite store at `url` whose connections open when first used (the test harness's:
-    /// it is built in synchronous code, within a Tokio runtime).
-    pub(crate) fn sqlite_lazy(url: &str, max_connections: u32) -> Result<Store, StoreError> {
-        Ok(Store::new(Pool::Sqlite(sqlite::connect_lazy(
-            url,
-            max_connections.max(1),
-        )?)))
+    /// The backend's name: `sqlite`, `postgresql`.
+    pub fn backend(&self) -> &'static str {
+        self.backend.name()
     }
 
-    /// Which database this is.
-    pub fn backend(&self) -> Backend {
-        match self.pool {
-            Pool::Sqlite(_) => Backend::Sqlite,
-            Pool::Postgres(_) => Backend::Postgres,
-        }
+    /// The backend itself, when it is a `B`, for its own API (see the backend crate).
+    pub fn backend_as<B: Backend>(&self) -> Option<&B> {
+        self.backend.as_any().downcast_ref::<B>()
     }
 
     /// Applies the framework's own migrations, then `migrations` (extensions in the order they
@@ -181,17 +82,13 @@ impl Store {
     /// when the database is up to date).
     ///
     /// Refuses, before applying anything, if a migration that was applied has different SQL
-    /// now. Concurrent processes migrate safely: PostgreSQL takes an advisory lock for the whole
-    /// run, SQLite applies each migration under a write lock and re-checks it there.
+    /// now. Concurrent processes migrate safely (each backend keeps them apart its own way).
     pub async fn migrate(
         &self,
         migrations: &[Migration],
     ) -> Result<Vec<AppliedMigration>, StoreError> {
-        let plan = migrate::plan(self.backend(), migrations)?;
-        match &self.pool {
-            Pool::Sqlite(pools) => sqlite::migrate(&pools.write, &plan).await,
-            Pool::Postgres(pool) => postgres::migrate(pool, &plan).await,
-        }
+        let plan = self.plan(migrations)?;
+        self.backend.apply_migrations(&plan).await
     }
 
     /// The migrations [`Store::migrate`] would apply, in order, without applying any. Refuses,
@@ -200,117 +97,241 @@ impl Store {
         &self,
         migrations: &[Migration],
     ) -> Result<Vec<PendingMigration>, StoreError> {
-        let plan = migrate::plan(self.backend(), migrations)?;
-        let recorded = match &self.pool {
-            Pool::Sqlite(pools) => sqlite::recorded_migrations(&pools.read).await?,
-            Pool::Postgres(pool) => postgres::recorded_migrations(pool).await?,
-        };
-        Ok(migrate::pending(&plan, &recorded)?
-            .into_iter()
-            .map(|p| PendingMigration {
-                extension: p.extension.to_owned(),
-                version: p.version,
-                name: p.name.to_owned(),
-            })
-            .collect())
+        let plan = self.plan(migrations)?;
+        let recorded = self.backend.recorded_migrations().await?;
+        migration::pending_report(&plan, &recorded)
+    }
+
+    fn plan(&self, migrations: &[Migration]) -> Result<Vec<migration::Planned>, StoreError> {
+        migration::plan(
+            self.backend.name(),
+            &self.backend.framework_migrations(),
+            migrations,
+        )
     }
 
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        match &self.pool {
-            Pool::Sqlite(pools) => sqlite::ping(&pools.read).await,
-            Pool::Postgres(pool) => postgres::ping(pool).await,
-        }
+        self.backend.ping().await
     }
 
-    /// Stores dispatch reports, in one transaction with multi-row inserts. A dispatch whose id
-    /// is already stored is left as it is, so retrying a batch is safe.
+    /// Closes every connection, waiting for those in use to be returned. Clones are closed too.
+    pub async fn close(&self) {
+        self.backend.close().await;
+    }
+
+    // -- The dispatch log ----------------------------------------------------------------------
+
+    /// Stores dispatch reports, in one transaction. A dispatch whose id is already stored is
+    /// left as it is, so retrying a batch is safe.
     pub async fn insert_dispatches(&self, batch: &[StoredDispatch]) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
-        const INSERT: &str = "store dispatch reports";
-        let statements = dispatches::insert_sql(self.backend(), batch)?;
-        match &self.pool {
-            Pool::Sqlite(pools) => {
-                sqlite::execute_in_transaction(&pools.write, INSERT, &statements).await
-            }
-            Pool::Postgres(pool) => {
-                postgres::execute_in_transaction(pool, INSERT, &statements).await
-            }
-        }
-        .map(|_| ())
+        self.backend.insert_dispatches(batch).await
     }
 
     /// One page of stored dispatches matching `query`, newest first. Pass the page's
     /// `next_before` as the next query's `before` to read on.
     pub async fn list_dispatches(&self, query: &DispatchQuery) -> Result<DispatchPage, StoreError> {
-        let (sql, limit) = dispatches::list_sql(self.backend(), query);
-        let items = match &self.pool {
-            Pool::Sqlite(pools) => sqlite::fetch_dispatches(&pools.read, &sql).await?,
-            Pool::Postgres(pool) => postgres::fetch_dispatches(pool, &sql).await?,
-        };
-        Ok(dispatches::page(items, limit))
+        self.backend.list_dispatches(query).await
     }
 
     /// One stored dispatch, by id.
     pub async fn get_dispatch(&self, id: Uuid) -> Result<Option<StoredDispatch>, StoreError> {
-        let sql = dispatches::get_sql(self.backend(), id);
-        let items = match &self.pool {
-            Pool::Sqlite(pools) => sqlite::fetch_dispatches(&pools.read, &sql).await?,
-            Pool::Postgres(pool) => postgres::fetch_dispatches(pool, &sql).await?,
-        };
-        Ok(items.into_iter().next())
+        self.backend.get_dispatch(id).await
     }
 
     /// Deletes the dispatches sent before `older_than_ms` (milliseconds since the Unix epoch)
     /// and returns how many there were.
     pub async fn purge_dispatches(&self, older_than_ms: u64) -> Result<u64, StoreError> {
-        const PURGE: &str = "purge old dispatch reports";
-        let statements = dispatches::purge_sql(self.backend(), older_than_ms);
-        let affected = match &self.pool {
-            Pool::Sqlite(pools) => {
-                sqlite::execute_in_transaction(&pools.write, PURGE, &statements).await?
-            }
-            Pool::Postgres(pool) => {
-                postgres::execute_in_transaction(pool, PURGE, &statements).await?
-            }
-        };
-        Ok(affected.last().copied().unwrap_or(0))
+        self.backend.purge_dispatches(older_than_ms).await
     }
 
-    /// The SQLite pool, for an extension's own queries, when this is SQLite.
+    // -- The task queue ------------------------------------------------------------------------
+
+    /// Adds a task to the queue and returns its id. With a `unique_key`, while a task of the
+    /// same name and key is queued, retrying or running, returns that task's id instead. The
+    /// task is committed when this returns, and this process's workers are woken.
+    pub async fn enqueue_task(&self, task: &NewTask) -> Result<Uuid, StoreError> {
+        let id = self.backend.enqueue_task(task).await?;
+        self.notify_enqueued();
+        Ok(id)
+    }
+
+    /// Begins a transaction, to record an incoming event and enqueue its work together.
     ///
-    /// It is the pool of readers. The coordinator makes its own writes on one connection of
-    /// its own, so a write on this pool waits for SQLite's write lock (up to the 5 s busy
-    /// timeout) while the coordinator writes; write in a [`StoreTx`] instead, which queues
-    /// with the coordinator's writes.
-    pub fn sqlite_pool(&self) -> Option<&sqlx::SqlitePool> {
-        match &self.pool {
-            Pool::Sqlite(pools) => Some(&pools.read),
-            Pool::Postgres(_) => None,
-        }
+    /// Keep it short: on SQLite it holds the one writer connection until it ends, so make
+    /// every write until then through it.
+    pub async fn begin(&self) -> Result<StoreTx, StoreError> {
+        Ok(StoreTx {
+            tx: self.backend.begin().await?,
+            backend: self.backend.name(),
+            wake: Arc::clone(&self.enqueued),
+            enqueued: false,
+        })
     }
 
-    /// The PostgreSQL pool, for an extension's own queries, when this is PostgreSQL.
-    pub fn postgres_pool(&self) -> Option<&sqlx::PgPool> {
-        match &self.pool {
-            Pool::Postgres(pool) => Some(pool),
-            Pool::Sqlite(_) => None,
+    /// Claims up to `limit` tasks for `worker_id` from `queues` (every queue when empty): queued
+    /// or retrying tasks whose `run_at` has come, and running tasks whose lease has expired (their
+    /// expired attempt is recorded as `lost`). Each claimed task is `running` under a lease until
+    /// now + `lease`, and its attempt is counted and recorded.
+    ///
+    /// Concurrent claimers never get the same task. A running task whose lease expired on its
+    /// last allowed attempt is not claimed again but made dead.
+    pub async fn claim_tasks(
+        &self,
+        worker_id: &str,
+        queues: &[String],
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedTask>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
         }
+        self.backend
+            .claim_tasks(worker_id, queues, limit, lease)
+            .await
     }
 
-    /// Closes every connection, waiting for those in use to be returned. Clones are closed too.
-    pub async fn close(&self) {
-        match &self.pool {
-            Pool::Sqlite(pools) => pools.close().await,
-            Pool::Postgres(pool) => {
-                if let Some((conn, _)) = self.pg_enqueuer.lock().await.take() {
-                    let _ = sqlx::Connection::close(conn).await;
-                }
-                pool.close().await;
-            }
+    /// Extends the leases `worker_id` holds on `ids` to now + `lease`. Returns the ids it still
+    /// held (a task missing from the answer was cancelled, or its lease expired and another
+    /// worker claimed it).
+    pub async fn renew_leases(
+        &self,
+        worker_id: &str,
+        ids: &[Uuid],
+        lease: Duration,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
         }
+        self.backend.renew_leases(worker_id, ids, lease).await
+    }
+
+    /// Records that attempt `attempt` of task `id` succeeded, with the summary it returned.
+    ///
+    /// Fenced: it changes the task only if it is still running under `worker_id` and this
+    /// attempt, and returns whether it did. `false` means the lease was lost (another worker
+    /// claimed the task) or the task was cancelled; the result is then discarded.
+    pub async fn complete_task(
+        &self,
+        id: Uuid,
+        worker_id: &str,
+        attempt: u32,
+        result: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let outcome = TaskOutcome::Succeeded(result.map(str::to_owned));
+        self.record_outcome(id, worker_id, attempt, &outcome).await
+    }
+
+    /// Records that attempt `attempt` of task `id` failed with the error `chain` (outermost
+    /// first) and how (`status`: error, panicked or timed out). With `retry_at_ms` the task is
+    /// retried then; without, it is dead.
+    ///
+    /// Fenced like [`Store::complete_task`]: returns whether the task was changed.
+    pub async fn fail_task(
+        &self,
+        id: Uuid,
+        worker_id: &str,
+        attempt: u32,
+        chain: &[String],
+        retry_at_ms: Option<u64>,
+        status: crate::task::AttemptStatus,
+    ) -> Result<bool, StoreError> {
+        let chain = chain.to_vec();
+        let outcome = match retry_at_ms {
+            Some(at_ms) => TaskOutcome::Retry {
+                at_ms,
+                status,
+                chain,
+            },
+            None => TaskOutcome::Dead { status, chain },
+        };
+        self.record_outcome(id, worker_id, attempt, &outcome).await
+    }
+
+    /// Records one attempt's outcome, fenced like [`Store::complete_task`].
+    pub async fn record_outcome(
+        &self,
+        id: Uuid,
+        worker_id: &str,
+        attempt: u32,
+        outcome: &TaskOutcome,
+    ) -> Result<bool, StoreError> {
+        let applied = self
+            .record_outcomes(worker_id, &[(id, attempt, outcome)])
+            .await?;
+        Ok(applied.first().copied().unwrap_or(false))
+    }
+
+    /// Records the outcomes of attempts `worker_id` ran, `(task id, attempt, outcome)`, in one
+    /// transaction, each fenced like [`Store::complete_task`]; returns, for each, whether the
+    /// task was changed. Whether or not it was, the attempt's record gets its real outcome (a
+    /// cancelled task's history shows how its last attempt ended).
+    pub async fn record_outcomes(
+        &self,
+        worker_id: &str,
+        outcomes: &[(Uuid, u32, &TaskOutcome)],
+    ) -> Result<Vec<bool>, StoreError> {
+        if outcomes.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.backend.record_outcomes(worker_id, outcomes).await
+    }
+
+    /// Gives back the tasks `worker_id` holds among `ids` (a worker shutting down before they
+    /// finished): they are queued again at once, and the attempt is recorded as `released` and
+    /// not counted. Returns how many were given back.
+    pub async fn release_tasks(&self, worker_id: &str, ids: &[Uuid]) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.backend.release_tasks(worker_id, ids).await
+    }
+
+    /// Deletes the succeeded and cancelled tasks that finished before `finished_before_ms`
+    /// (milliseconds since the Unix epoch), with their attempts; returns how many. Queued,
+    /// running, retrying and dead tasks are never deleted.
+    pub async fn purge_finished_tasks(&self, finished_before_ms: u64) -> Result<u64, StoreError> {
+        self.backend.purge_finished_tasks(finished_before_ms).await
+    }
+
+    /// Forgets the inbox entries received before `received_before_ms` (milliseconds since the
+    /// Unix epoch); returns how many. A redelivery of a forgotten event would be taken as new.
+    pub async fn purge_inbox(&self, received_before_ms: u64) -> Result<u64, StoreError> {
+        self.backend.purge_inbox(received_before_ms).await
+    }
+
+    /// One page of stored tasks matching `query`, newest first (without their history). Pass the
+    /// page's `next_before` as the next query's `before` to read on.
+    pub async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {
+        self.backend.list_tasks(query).await
+    }
+
+    /// One stored task, by id, with every attempt.
+    pub async fn get_task(&self, id: Uuid) -> Result<Option<StoredTask>, StoreError> {
+        self.backend.get_task(id).await
+    }
+
+    /// Queues a dead or cancelled task again, to run now, with its attempts reset to 0 (its
+    /// history is kept). Refuses a task in any other state, and one whose unique key another
+    /// pending task now holds.
+    pub async fn retry_task(&self, id: Uuid) -> Result<(), StoreError> {
+        self.backend.retry_task(id).await
+    }
+
+    /// Cancels a queued, retrying or running task: it will not run again. A running attempt is
+    /// left to finish, but its outcome is not recorded on the task (its worker's recording is
+    /// fenced out). Refuses a task that has already finished.
+    pub async fn cancel_task(&self, id: Uuid) -> Result<(), StoreError> {
+        self.backend.cancel_task(id).await
+    }
+
+    /// How many tasks each queue has in each state (states with none are left out), by queue
+    /// then state.
+    pub async fn task_counts(&self) -> Result<Vec<TaskCount>, StoreError> {
+        self.backend.task_counts().await
     }
 
     /// Wakes a worker of this process waiting for tasks (after a task was enqueued here).
@@ -325,37 +346,101 @@ impl Store {
     }
 }
 
-/// A connection idle for this long is checked (pinged) before it is used again.
-pub(crate) const PING_IDLE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// The options every pool starts from.
+/// A transaction on the store, to record an incoming event and enqueue its work together: both
+/// are committed, or neither.
 ///
-/// sqlx pings a connection before handing it out; that is a round trip to the server (or to
-/// SQLite's connection thread) on every operation, for nothing when the connection was in use a
-/// moment ago. Only connections idle for a second or more are pinged (one that the server
-/// closed meanwhile is then replaced instead of failing the operation).
-fn pool_options<DB: sqlx::Database>() -> sqlx::pool::PoolOptions<DB> {
-    sqlx::pool::PoolOptions::<DB>::new()
-        .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for >= PING_IDLE_AFTER {
-                    sqlx::Connection::ping(conn).await?;
-                }
-                Ok(true)
-            })
-        })
+/// Dropping it without [`commit`](StoreTx::commit) rolls it back. Keep it short.
+///
+/// ```
+/// use coordinator::task::{NewTask, TaskQuery};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let store = coordinator_sqlite::connect(&format!("sqlite://{}/c.db", dir.path().display()), 2)
+/// #     .await.unwrap();
+/// # store.migrate(&[]).await.unwrap();
+/// // A webhook delivered twice enqueues its work once.
+/// for _ in 0..2 {
+///     let mut tx = store.begin().await.unwrap();
+///     if tx.record_intake("stripe", "evt_123").await.unwrap() {
+///         tx.enqueue_task(&NewTask::new("shop.refund", "{}")).await.unwrap();
+///     }
+///     tx.commit().await.unwrap();
+/// }
+/// assert_eq!(store.list_tasks(&TaskQuery::default()).await.unwrap().items.len(), 1);
+/// # });
+/// ```
+pub struct StoreTx {
+    tx: Box<dyn Transaction>,
+    backend: &'static str,
+    /// Wakes the workers of this process once committed, if a task was enqueued in it.
+    wake: Arc<Notify>,
+    enqueued: bool,
 }
 
-/// Now, in milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+impl fmt::Debug for StoreTx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreTx")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoreTx {
+    /// Which backend this transaction is on (`sqlite`, `postgresql`).
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// Enqueues a task as part of this transaction; see [`Store::enqueue_task`].
+    pub async fn enqueue_task(&mut self, task: &NewTask) -> Result<Uuid, StoreError> {
+        let id = self.tx.enqueue_task(task).await?;
+        self.enqueued = true;
+        Ok(id)
+    }
+
+    /// Records that the event `external_id` from `source` (a webhook's event id, a message id)
+    /// was received. Returns `true` the first time, `false` when it was already recorded: then
+    /// the event is a redelivery and its work must not be enqueued again.
+    ///
+    /// Concurrent transactions recording the same key wait for each other; exactly one of them
+    /// gets `true` (if it commits).
+    pub async fn record_intake(
+        &mut self,
+        source: &str,
+        external_id: &str,
+    ) -> Result<bool, StoreError> {
+        self.tx.record_intake(source, external_id).await
+    }
+
+    /// The backend's own transaction, when it is a `T`, for an extension's own queries in it
+    /// (see the backend crate for its transaction type).
+    pub fn backend_tx<T: 'static>(&mut self) -> Option<&mut T> {
+        self.tx.as_any_mut().downcast_mut::<T>()
+    }
+
+    /// Commits everything done in the transaction.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        if self.enqueued {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Undoes everything done in the transaction.
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        self.tx.rollback().await
+    }
 }
 
 /// `url` without its password and query (either may hold a secret), for messages.
-pub(crate) fn redact_url(url: &str) -> String {
+///
+/// ```
+/// use coordinator::store::redact_url;
+/// assert_eq!(redact_url("postgres://app:s3cret@db:5432/cc?sslmode=require"), "postgres://app:***@db:5432/cc");
+/// ```
+pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.split(['?', '#']).next().unwrap_or_default().to_owned();
     };
@@ -374,17 +459,6 @@ pub(crate) fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
-
-    #[test]
-    fn backends_display_their_url_names() {
-        assert_eq!(Backend::Sqlite.to_string(), "sqlite");
-        assert_eq!(Backend::Postgres.to_string(), "postgresql");
-        assert_eq!(
-            serde_json::to_string(&Backend::Postgres).unwrap(),
-            "\"postgresql\""
-        );
-    }
 
     #[test]
     fn redacted_urls_keep_no_password() {
@@ -401,71 +475,5 @@ mod tests {
             "sqlite://data/c.db"
         );
         assert_eq!(redact_url("postgres://h"), "postgres://h");
-    }
-
-    #[tokio::test]
-    async fn an_unknown_scheme_is_refused_without_printing_the_url() {
-        let config = StorageConfig {
-            url: Secret::new("mysql://root:hunter2@localhost/cc"),
-            max_connections: 1,
-        };
-        let e = Store::connect(&config).await.unwrap_err().to_string();
-        assert!(e.contains("\"mysql\""), "{e}");
-        assert!(e.contains("sqlite://") && e.contains("postgres://"), "{e}");
-        assert!(!e.contains("hunter2"), "{e}");
-
-        let config = StorageConfig {
-            url: Secret::new("just-a-path.db"),
-            max_connections: 1,
-        };
-        let e = Store::connect(&config).await.unwrap_err().to_string();
-        assert!(e.contains("(none)"), "{e}");
-    }
-
-    #[tokio::test]
-    async fn a_sqlite_folder_that_cannot_be_created_is_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("not-a-folder");
-        std::fs::write(&file, "").unwrap();
-        let config = StorageConfig {
-            url: Secret::new(format!("sqlite://{}/sub/c.db", file.display())),
-            max_connections: 1,
-        };
-        let e = Store::connect(&config).await.unwrap_err();
-        assert!(matches!(e, StoreError::CreateDir { .. }), "{e:?}");
-        assert!(e.to_string().contains("not-a-folder/sub"), "{e}");
-    }
-
-    #[tokio::test]
-    async fn an_in_memory_sqlite_database_is_refused_with_the_reason() {
-        for url in ["sqlite::memory:", "sqlite://x.db?mode=memory"] {
-            let config = StorageConfig {
-                url: Secret::new(url.to_owned()),
-                max_connections: 1,
-            };
-            let e = Store::connect(&config).await.unwrap_err();
-            assert!(matches!(e, StoreError::InvalidUrl { .. }), "{e:?}");
-            assert!(
-                e.to_string()
-                    .contains("in-memory database loses every task"),
-                "{e}"
-            );
-        }
-    }
-
-    #[tokio::test]
-    async fn a_postgres_connection_error_hides_the_password() {
-        // Port 1 on loopback: nothing listens there, so the connection is refused quickly.
-        let config = StorageConfig {
-            url: Secret::new("postgres://app:hunter2@127.0.0.1:1/cc"),
-            max_connections: 1,
-        };
-        let e = tokio::time::timeout(std::time::Duration::from_secs(60), Store::connect(&config))
-            .await
-            .expect("connect gives up within its acquire timeout")
-            .unwrap_err()
-            .to_string();
-        assert!(!e.contains("hunter2"), "{e}");
-        assert!(e.contains("127.0.0.1:1/cc"), "{e}");
     }
 }

@@ -10,8 +10,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use coordinator::config::{Secret, StorageConfig};
-use coordinator::store::{Backend, Store};
+use coordinator::store::Store;
 use sqlx::Connection;
 
 // ---------------------------------------------------------------------------------------------
@@ -33,7 +32,7 @@ impl TestDb {
         // A folder that does not exist yet: connect creates it.
         let url = format!("sqlite://{}/data/coordinator.db", dir.path().display());
         let store = connect(&url).await;
-        assert_eq!(store.backend(), Backend::Sqlite);
+        assert_eq!(store.backend(), "sqlite");
         assert!(dir.path().join("data/coordinator.db").is_file());
         TestDb {
             store,
@@ -71,9 +70,9 @@ impl TestDb {
         let sep = if admin_url.contains('?') { '&' } else { '?' };
         let url = format!("{admin_url}{sep}options=-c%20search_path%3D{schema}");
         let store = connect(&url).await;
-        assert_eq!(store.backend(), Backend::Postgres);
+        assert_eq!(store.backend(), "postgresql");
         let current: String = sqlx::query_scalar("SELECT current_schema()")
-            .fetch_one(store.postgres_pool().unwrap())
+            .fetch_one(coordinator_postgres::pool(&store).unwrap())
             .await
             .unwrap();
         assert_eq!(
@@ -98,15 +97,10 @@ impl TestDb {
     /// connections carry `application_name`, to find them in `pg_stat_activity`.
     pub async fn reopen_named(&self, application_name: &str, max_connections: u32) -> Store {
         let url = match self.store.backend() {
-            Backend::Postgres => format!("{}&application_name={application_name}", self.url),
-            Backend::Sqlite => self.url.clone(),
+            "postgresql" => format!("{}&application_name={application_name}", self.url),
+            _ => self.url.clone(),
         };
-        Store::connect(&StorageConfig {
-            url: Secret::new(url),
-            max_connections,
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
+        connect_with(&url, max_connections).await
     }
 
     /// Another store on the same database (another process, say).
@@ -125,12 +119,17 @@ impl TestDb {
 }
 
 pub async fn connect(url: &str) -> Store {
-    Store::connect(&StorageConfig {
-        url: Secret::new(url),
-        max_connections: 4,
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}"))
+    connect_with(url, 4).await
+}
+
+/// A store on `url` with the backend of its scheme.
+pub async fn connect_with(url: &str, max_connections: u32) -> Store {
+    let connected = if url.starts_with("sqlite:") {
+        coordinator_sqlite::connect(url, max_connections).await
+    } else {
+        coordinator_postgres::connect(url, max_connections).await
+    };
+    connected.unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn unreachable(required: bool, url: &str, why: &str) -> Option<TestDb> {

@@ -18,6 +18,13 @@ use std::time::{Duration, SystemTime};
 
 use uuid::Uuid;
 
+mod record;
+
+pub use record::{
+    AttemptStatus, ClaimedTask, LOST_CHAIN, LOST_LAST_CHAIN, NewTask, StoredTask, TaskAttempt,
+    TaskCount, TaskOutcome, TaskPage, TaskQuery, TaskState,
+};
+
 use crate::coordinator::Context;
 use crate::handler::{BoxFuture, HandlerError, Summary};
 use crate::payload::Payload;
@@ -345,7 +352,7 @@ pub enum EnqueueError {
     /// The coordinator was built without a store, so tasks have nowhere to go.
     #[error(
         "cannot enqueue task \"{task}\": the coordinator has no store; build it with \
-         `CoordinatorBuilder::store` (in tests, `TestCoordinator::builder().with_store()`)"
+         `CoordinatorBuilder::store` (in tests, `TestCoordinator::builder().with_store(coordinator_sqlite::testing::temporary())`)"
     )]
     NoStore {
         /// The task.

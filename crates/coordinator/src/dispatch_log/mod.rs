@@ -9,18 +9,14 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use coordinator::config::{DispatchLogConfig, Secret, StorageConfig};
+//! use coordinator::config::DispatchLogConfig;
 //! use coordinator::dispatch_log::dispatch_log;
-//! use coordinator::store::Store;
 //!
 //! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
 //! let dir = tempfile::tempdir().unwrap();
-//! let store = Store::connect(&StorageConfig {
-//!     url: Secret::new(format!("sqlite://{}/c.db", dir.path().display())),
-//!     max_connections: 2,
-//! })
-//! .await
-//! .unwrap();
+//! let store = coordinator_sqlite::connect(&format!("sqlite://{}/c.db", dir.path().display()), 2)
+//!     .await
+//!     .unwrap();
 //! store.migrate(&[]).await.unwrap();
 //!
 //! let (log, writer) = dispatch_log(&DispatchLogConfig::default());
@@ -46,7 +42,12 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::DispatchLogConfig;
 use crate::dispatch::{DispatchObserver, DispatchReport};
-use crate::store::{Store, StoredDispatch, now_ms};
+use crate::id::now_ms;
+use crate::store::Store;
+
+mod record;
+
+pub use record::{DispatchPage, DispatchQuery, DispatchStatus, StoredDispatch, StoredHandlerRun};
 
 /// The least time between two warnings about dropped reports.
 const WARN_EVERY: Duration = Duration::from_secs(10);

@@ -10,13 +10,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{Backend, StoreError};
 use crate::dispatch::{DispatchReport, Outcome};
 
 /// One dispatch as stored in the dispatch log.
 ///
 /// ```
-/// use coordinator::store::{DispatchStatus, StoredDispatch};
+/// use coordinator::dispatch_log::{DispatchStatus, StoredDispatch};
 /// use coordinator::{DispatchReport, HandlerRun, Outcome, Sender};
 ///
 /// let report = DispatchReport {
@@ -171,7 +170,7 @@ impl From<&DispatchReport> for StoredDispatch {
 /// Which stored dispatches to list: every filter given must match. Newest first.
 ///
 /// ```
-/// use coordinator::store::{DispatchQuery, DispatchStatus};
+/// use coordinator::dispatch_log::{DispatchQuery, DispatchStatus};
 ///
 /// // The last 50 dispatches in which `demo.enroll_learner` did not return normally:
 /// let q = DispatchQuery {
@@ -235,239 +234,19 @@ pub struct DispatchPage {
     pub next_before: Option<Uuid>,
 }
 
-/// A value bound to a query; each backend binds it in its own type.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Arg {
-    Text(String),
-    Int(i64),
-    /// TEXT on SQLite, UUID on PostgreSQL.
-    Id(Uuid),
-    /// A text that may be NULL.
-    OptText(Option<String>),
-    /// An id that may be NULL.
-    OptId(Option<Uuid>),
-}
-
-/// SQL text with its arguments, placeholders written for one backend.
-#[derive(Debug)]
-pub(crate) struct Sql {
-    backend: Backend,
-    pub(crate) text: String,
-    pub(crate) args: Vec<Arg>,
-}
-
-impl Sql {
-    pub(crate) fn new(backend: Backend, text: &str) -> Self {
-        Self {
-            backend,
-            text: text.to_owned(),
-            args: Vec::new(),
+impl DispatchPage {
+    /// The page made of the rows a list query returned, when it asked for `limit` of them: a
+    /// full page points at the next one.
+    pub fn from_items(items: Vec<StoredDispatch>, limit: u32) -> Self {
+        let full = items.len() >= limit as usize;
+        DispatchPage {
+            next_before: if full {
+                items.last().map(|d| d.id)
+            } else {
+                None
+            },
+            items,
         }
-    }
-
-    pub(crate) fn push(&mut self, text: &str) -> &mut Self {
-        self.text.push_str(text);
-        self
-    }
-
-    /// Appends a placeholder for `arg`.
-    pub(crate) fn bind(&mut self, arg: Arg) -> &mut Self {
-        self.args.push(arg);
-        match self.backend {
-            Backend::Sqlite => self.text.push('?'),
-            Backend::Postgres => {
-                self.text.push('$');
-                self.text.push_str(&self.args.len().to_string());
-            }
-        }
-        self
-    }
-
-    /// Appends `(p1, p2, …)`, a placeholder for each of `args` (which must not be empty).
-    pub(crate) fn bind_list(&mut self, args: impl IntoIterator<Item = Arg>) -> &mut Self {
-        self.push("(");
-        for (i, arg) in args.into_iter().enumerate() {
-            if i > 0 {
-                self.push(", ");
-            }
-            self.bind(arg);
-        }
-        self.push(")")
-    }
-}
-
-/// Milliseconds as stored (BIGINT).
-pub(crate) fn ms_to_db(ms: u64) -> i64 {
-    i64::try_from(ms).unwrap_or(i64::MAX)
-}
-
-const COLUMNS: &str = "d.id, d.signal, d.sender, d.sent_at_ms, d.status, d.handlers";
-
-/// The list query and the page size it asks for.
-pub(crate) fn list_sql(backend: Backend, query: &DispatchQuery) -> (Sql, u32) {
-    let limit = query.effective_limit();
-    let mut sql = Sql::new(
-        backend,
-        &format!("SELECT {COLUMNS} FROM coordinator_dispatches d"),
-    );
-    // With a handler, the runs table drives the query through its (handler, dispatch_id) index,
-    // and its primary key (dispatch_id, handler) means one row per dispatch.
-    let id_column = if let Some(handler) = &query.handler {
-        sql.push(" JOIN coordinator_dispatch_runs r ON r.dispatch_id = d.id AND r.handler = ")
-            .bind(Arg::Text(handler.clone()));
-        match query.status {
-            Some(DispatchStatus::Ok) => sql.push(" AND r.status = 'ok'"),
-            Some(DispatchStatus::Failed) => sql.push(" AND r.status <> 'ok'"),
-            None => &mut sql,
-        };
-        "r.dispatch_id"
-    } else {
-        "d.id"
-    };
-    sql.push(" WHERE 1 = 1");
-    if let Some(signal) = &query.signal {
-        sql.push(" AND d.signal = ").bind(Arg::Text(signal.clone()));
-    }
-    if let (Some(status), None) = (query.status, &query.handler) {
-        sql.push(" AND d.status = ")
-            .bind(Arg::Text(status.as_str().to_owned()));
-    }
-    if let Some(since) = query.since_ms {
-        sql.push(" AND d.sent_at_ms >= ")
-            .bind(Arg::Int(ms_to_db(since)));
-    }
-    if let Some(before) = query.before {
-        sql.push(&format!(" AND {id_column} < "))
-            .bind(Arg::Id(before));
-    }
-    sql.push(&format!(" ORDER BY {id_column} DESC LIMIT "))
-        .bind(Arg::Int(i64::from(limit)));
-    (sql, limit)
-}
-
-/// The query for one dispatch by id.
-pub(crate) fn get_sql(backend: Backend, id: Uuid) -> Sql {
-    let mut sql = Sql::new(
-        backend,
-        &format!("SELECT {COLUMNS} FROM coordinator_dispatches d WHERE d.id = "),
-    );
-    sql.bind(Arg::Id(id));
-    sql
-}
-
-/// Rows per multi-row INSERT: well under both backends' limits on bound parameters.
-const ROWS_PER_INSERT: usize = 1000;
-
-/// The multi-row INSERTs of a batch: the dispatches first, then their runs. Inserting a dispatch
-/// that is already stored does nothing, so a retried batch is harmless.
-pub(crate) fn insert_sql(
-    backend: Backend,
-    batch: &[StoredDispatch],
-) -> Result<Vec<Sql>, StoreError> {
-    let mut statements = Vec::new();
-    for chunk in batch.chunks(ROWS_PER_INSERT) {
-        let mut sql = Sql::new(
-            backend,
-            "INSERT INTO coordinator_dispatches (id, signal, sender, sent_at_ms, status, handlers) VALUES ",
-        );
-        for (i, d) in chunk.iter().enumerate() {
-            let handlers = serde_json::to_string(&d.handlers).map_err(|e| StoreError::Corrupt {
-                id: d.id.to_string(),
-                reason: format!("its handler runs do not serialize: {e}"),
-            })?;
-            sql.push(if i == 0 { "(" } else { ", (" })
-                .bind(Arg::Id(d.id))
-                .push(", ")
-                .bind(Arg::Text(d.signal.clone()))
-                .push(", ")
-                .bind(Arg::Text(d.sender.clone()))
-                .push(", ")
-                .bind(Arg::Int(ms_to_db(d.sent_at_ms)))
-                .push(", ")
-                .bind(Arg::Text(d.status.as_str().to_owned()))
-                .push(", ")
-                .bind(Arg::Text(handlers))
-                .push(")");
-        }
-        sql.push(" ON CONFLICT DO NOTHING");
-        statements.push(sql);
-    }
-    let runs: Vec<(Uuid, &StoredHandlerRun)> = batch
-        .iter()
-        .flat_map(|d| d.handlers.iter().map(move |h| (d.id, h)))
-        .collect();
-    for chunk in runs.chunks(ROWS_PER_INSERT) {
-        let mut sql = Sql::new(
-            backend,
-            "INSERT INTO coordinator_dispatch_runs (dispatch_id, handler, status) VALUES ",
-        );
-        for (i, (id, run)) in chunk.iter().enumerate() {
-            sql.push(if i == 0 { "(" } else { ", (" })
-                .bind(Arg::Id(*id))
-                .push(", ")
-                .bind(Arg::Text(run.handler.clone()))
-                .push(", ")
-                .bind(Arg::Text(run.status.clone()))
-                .push(")");
-        }
-        sql.push(" ON CONFLICT DO NOTHING");
-        statements.push(sql);
-    }
-    Ok(statements)
-}
-
-/// Purges dispatches sent before a time: their runs first, then the dispatches.
-pub(crate) fn purge_sql(backend: Backend, older_than_ms: u64) -> [Sql; 2] {
-    let cutoff = Arg::Int(ms_to_db(older_than_ms));
-    let mut runs = Sql::new(
-        backend,
-        "DELETE FROM coordinator_dispatch_runs WHERE dispatch_id IN \
-         (SELECT id FROM coordinator_dispatches WHERE sent_at_ms < ",
-    );
-    runs.bind(cutoff.clone()).push(")");
-    let mut dispatches = Sql::new(
-        backend,
-        "DELETE FROM coordinator_dispatches WHERE sent_at_ms < ",
-    );
-    dispatches.bind(cutoff);
-    [runs, dispatches]
-}
-
-/// Builds a [`StoredDispatch`] from the columns of a row.
-pub(crate) fn from_row(
-    id: Uuid,
-    signal: String,
-    sender: String,
-    sent_at_ms: i64,
-    status: &str,
-    handlers: &str,
-) -> Result<StoredDispatch, StoreError> {
-    let corrupt = |reason: String| StoreError::Corrupt {
-        id: id.to_string(),
-        reason,
-    };
-    Ok(StoredDispatch {
-        id,
-        signal,
-        sender,
-        sent_at_ms: u64::try_from(sent_at_ms)
-            .map_err(|_| corrupt(format!("negative sent_at_ms {sent_at_ms}")))?,
-        status: status.parse().map_err(corrupt)?,
-        handlers: serde_json::from_str(handlers)
-            .map_err(|e| corrupt(format!("its handlers column is not the expected JSON: {e}")))?,
-    })
-}
-
-/// A page from the rows of a list query.
-pub(crate) fn page(items: Vec<StoredDispatch>, limit: u32) -> DispatchPage {
-    let full = items.len() >= limit as usize;
-    DispatchPage {
-        next_before: if full {
-            items.last().map(|d| d.id)
-        } else {
-            None
-        },
-        items,
     }
 }
 
@@ -477,7 +256,6 @@ mod tests {
 
     use super::*;
     use crate::dispatch::{HandlerRun, Sender};
-
     fn report(outcomes: Vec<Outcome>) -> DispatchReport {
         DispatchReport {
             id: Uuid::nil(),
@@ -560,30 +338,6 @@ mod tests {
     }
 
     #[test]
-    fn list_sql_numbers_postgres_placeholders() {
-        let q = DispatchQuery {
-            signal: Some("a.b".into()),
-            handler: Some("a.h".into()),
-            status: Some(DispatchStatus::Failed),
-            since_ms: Some(5),
-            before: Some(Uuid::nil()),
-            limit: 10,
-        };
-        let (sql, limit) = list_sql(Backend::Postgres, &q);
-        assert_eq!(limit, 10);
-        assert_eq!(sql.args.len(), 5);
-        assert!(sql.text.contains("r.handler = $1"), "{}", sql.text);
-        assert!(sql.text.contains("r.status <> 'ok'"), "{}", sql.text);
-        assert!(
-            sql.text.ends_with("ORDER BY r.dispatch_id DESC LIMIT $5"),
-            "{}",
-            sql.text
-        );
-        let (lite, _) = list_sql(Backend::Sqlite, &q);
-        assert!(!lite.text.contains('$'), "{}", lite.text);
-    }
-
-    #[test]
     fn schemas_document_ids_as_uuid_strings() {
         let schema = serde_json::to_value(schemars::schema_for!(DispatchPage)).unwrap();
         let text = schema.to_string();
@@ -596,7 +350,10 @@ mod tests {
     #[test]
     fn a_full_page_points_at_the_next() {
         let d = StoredDispatch::from(&report(vec![]));
-        assert_eq!(page(vec![d.clone()], 1).next_before, Some(d.id));
-        assert_eq!(page(vec![d], 2).next_before, None);
+        assert_eq!(
+            DispatchPage::from_items(vec![d.clone()], 1).next_before,
+            Some(d.id)
+        );
+        assert_eq!(DispatchPage::from_items(vec![d], 2).next_before, None);
     }
 }

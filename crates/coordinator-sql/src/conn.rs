@@ -1,0 +1,105 @@
+//! A connection of any SQL backend, as the shared queries use it: [`SqlConn`] to run
+//! statements, [`RowRead`] to read the rows they return.
+//!
+//! Each backend implements both for its own connection and row types; the queries of
+//! [`crate::tasks`], [`crate::inbox`] and [`crate::dispatches`] are written once against them.
+
+use std::future::Future;
+
+use coordinator::store::StoreError;
+use uuid::Uuid;
+
+use crate::sql::{Dialect, Sql};
+
+/// A row-mapping function: reads one row into a `T`.
+pub type RowMap<'m, T> = &'m (dyn Fn(&dyn RowRead) -> Result<T, StoreError> + Sync);
+
+/// A connection (pooled, the writer, or an open transaction's) on which statements run.
+pub trait SqlConn: Send {
+    /// The dialect of this connection's database.
+    fn dialect(&self) -> Dialect;
+
+    /// Runs `sql`; returns the number of rows it changed. The driver's own error is returned
+    /// as it is, for callers that tell its kinds apart (a unique violation).
+    fn execute_raw(&mut self, sql: &Sql) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
+
+    /// Runs `sql` and reads every row it returns with `map`.
+    fn fetch_raw<T: Send>(
+        &mut self,
+        sql: &Sql,
+        map: RowMap<'_, T>,
+    ) -> impl Future<Output = Result<Result<Vec<T>, StoreError>, sqlx::Error>> + Send;
+
+    /// Runs several statements separated by `;`, without arguments (a migration).
+    fn execute_script(&mut self, sql: &str)
+    -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+
+    /// A statement in this connection's dialect.
+    fn sql(&self, text: &str) -> Sql {
+        Sql::new(self.dialect(), text)
+    }
+
+    /// Runs `sql` as part of `action` (named in the error); returns the rows it changed.
+    fn execute(
+        &mut self,
+        action: &'static str,
+        sql: &Sql,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        let backend = self.dialect().backend();
+        async move {
+            self.execute_raw(sql)
+                .await
+                .map_err(StoreError::database(backend, action))
+        }
+    }
+
+    /// Runs `sql` as part of `action` and reads every row with `map`.
+    fn fetch<T: Send>(
+        &mut self,
+        action: &'static str,
+        sql: &Sql,
+        map: RowMap<'_, T>,
+    ) -> impl Future<Output = Result<Vec<T>, StoreError>> + Send {
+        let backend = self.dialect().backend();
+        async move {
+            self.fetch_raw(sql, map)
+                .await
+                .map_err(StoreError::database(backend, action))?
+        }
+    }
+}
+
+/// Reads the columns of a row of any backend by name (ids are TEXT on SQLite, UUID on
+/// PostgreSQL; integers are BIGINT or INTEGER).
+pub trait RowRead {
+    /// A text column.
+    fn text(&self, column: &str) -> Result<String, StoreError>;
+    /// A text column that may be NULL.
+    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError>;
+    /// An integer column.
+    fn int(&self, column: &str) -> Result<i64, StoreError>;
+    /// An integer column that may be NULL.
+    fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError>;
+    /// An id column.
+    fn id(&self, column: &str) -> Result<Uuid, StoreError>;
+    /// An id column that may be NULL.
+    fn opt_id(&self, column: &str) -> Result<Option<Uuid>, StoreError>;
+}
+
+/// A stored task row that cannot be read back.
+pub fn corrupt(id: &str, reason: impl Into<String>) -> StoreError {
+    StoreError::CorruptTask {
+        id: id.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// A column that cannot be read as the type asked for.
+pub fn column_error(column: &str, e: sqlx::Error) -> StoreError {
+    corrupt("(unknown)", format!("column {column}: {e}"))
+}
+
+/// An id column's text as a UUID.
+pub fn parse_id(column: &str, text: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(text).map_err(|e| corrupt(text, format!("{column} is not a UUID: {e}")))
+}
