@@ -26,12 +26,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use coordinator::config::{Config, Secret};
+use coordinator::config::Secret;
 use coordinator::prelude::*;
 use coordinator::store::Store;
 use coordinator::task::TaskState;
 use coordinator::{Coordinator, TaskObserver, Worker};
 use coordinator_server::server::{self, Prepared};
+use coordinator_server::settings::AppConfig;
 
 /// The order the producer sends, like the peer's kwargs.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
@@ -174,8 +175,8 @@ fn options() -> Options {
     o
 }
 
-fn config(o: &Options) -> Config {
-    let mut config = Config::from_toml(&format!(
+fn config(o: &Options) -> AppConfig {
+    let mut config = AppConfig::from_toml(&format!(
         r#"
 [extensions]
 enabled = ["bench"]
@@ -194,15 +195,15 @@ enabled = {}
         o.concurrency, o.prefetch, o.poll_interval, o.dispatch_log
     ))
     .unwrap_or_else(|e| panic!("the benchmark's configuration: {e}"));
-    config.storage.url = Secret::new(o.url.clone());
-    config.storage.max_connections = o.max_connections;
+    config.framework.storage.url = Secret::new(o.url.clone());
+    config.framework.storage.max_connections = o.max_connections;
     config
 }
 
 /// Connects, builds like `serve` does, and migrates.
 async fn prepare(o: &Options) -> Prepared {
     let config = config(o);
-    let validated = server::validate(config, vec![Box::new(BenchExtension)])
+    let validated = server::validate(config, vec![std::sync::Arc::new(BenchExtension)])
         .unwrap_or_else(|v| panic!("invalid configuration:\n{v}"));
     let store = coordinator_server::storage::connect(&validated.config().storage)
         .await

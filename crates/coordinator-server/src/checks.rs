@@ -6,18 +6,19 @@
 
 use std::net::SocketAddr;
 
-use coordinator::config::{AuthConfig, Config};
 use coordinator::{CoordinatorBuilder, Validation, WiringError};
 
+use crate::settings::{AppConfig, AuthConfig};
+
 /// Validates the wiring (through `builder`) and the server settings of `config`: every problem.
-pub fn validate(builder: &CoordinatorBuilder, config: &Config) -> Validation {
+pub fn validate(builder: &CoordinatorBuilder, config: &AppConfig) -> Validation {
     let mut validation = builder.validate();
     validation.errors.extend(server_settings(config));
     validation
 }
 
 /// The problems in the server's settings: `[server]`, `[storage] url`, `[auth]`.
-pub fn server_settings(config: &Config) -> Vec<WiringError> {
+pub fn server_settings(config: &AppConfig) -> Vec<WiringError> {
     let mut errors = Vec::new();
     let mut push = |at: &str, message: String| {
         errors.push(WiringError::Setting {
@@ -152,7 +153,7 @@ mod tests {
     use super::*;
 
     fn problems(toml: &str) -> Vec<String> {
-        let config = Config::from_toml(toml).unwrap();
+        let config = AppConfig::from_toml(toml).unwrap();
         server_settings(&config)
             .iter()
             .map(ToString::to_string)

@@ -6,8 +6,10 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, anyhow};
+use std::sync::Arc;
+
 use coordinator::catalog::{Catalog, GraphFormat};
-use coordinator::{Coordinator, CoordinatorBuilder};
+use coordinator::{Coordinator, Extension};
 use tracing::warn;
 
 use crate::cli::{
@@ -16,37 +18,35 @@ use crate::cli::{
 };
 use crate::config::{self, Loaded};
 use crate::server::{self, MigrateOutcome, ServeError};
-use crate::{checks, extensions, logging, queue};
+use crate::{App, checks, logging, queue};
 
 /// Exit status: the configuration is unreadable or invalid, or the command failed.
 pub const EXIT_FAILURE: u8 = 1;
 
-/// Runs the command `cli` asks for.
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let loaded = config::load(cli.config.as_deref())?;
+/// Runs the command `cli` asks for, over the extensions of `app`.
+pub fn run(cli: Cli, app: &App) -> anyhow::Result<ExitCode> {
+    let loaded = config::load(cli.config.as_deref(), app.embedded_config())?;
     logging::init(&loaded.config.log, &loaded.origin)?;
+    let extensions = app.extension_list();
     match cli.command {
-        Command::Serve => serve(loaded),
-        Command::Worker => worker(loaded),
-        Command::Tasks(args) => tasks(loaded, args.command),
-        Command::Migrate(args) => migrate(loaded, &args),
-        Command::Check(args) => Ok(check(loaded, &args)),
-        Command::Signals(args) => signals(loaded, args),
-        Command::Graph(args) => graph(loaded, args.format),
-        Command::Docs(args) => docs(loaded, &args),
+        Command::Serve => serve(loaded, extensions),
+        Command::Worker => worker(loaded, extensions),
+        Command::Tasks(args) => tasks(loaded, extensions, args.command),
+        Command::Migrate(args) => migrate(loaded, extensions, &args),
+        Command::Check(args) => Ok(check(loaded, extensions, &args)),
+        Command::Signals(args) => signals(loaded, extensions, args),
+        Command::Graph(args) => graph(loaded, extensions, args.format),
+        Command::Docs(args) => docs(loaded, extensions, &args),
     }
 }
 
-fn builder(config: coordinator::Config) -> CoordinatorBuilder {
-    Coordinator::builder()
-        .extensions(extensions::all())
-        .config(config)
-}
+/// The extensions a command runs.
+type Extensions = Vec<Arc<dyn Extension>>;
 
 /// `coordinator check`: every error and warning on stderr, a one-line verdict.
-fn check(loaded: Loaded, args: &CheckArgs) -> ExitCode {
+fn check(loaded: Loaded, extensions: Extensions, args: &CheckArgs) -> ExitCode {
     let Loaded { config, origin } = loaded;
-    let builder = builder(config.clone());
+    let builder = server::builder(&config, extensions);
     let validation = checks::validate(&builder, &config);
     report_problems(&validation, &origin);
     let (errors, warnings) = (validation.errors.len(), validation.warnings.len());
@@ -135,28 +135,32 @@ fn server_failure(error: ServeError, origin: &str) -> anyhow::Result<ExitCode> {
 }
 
 /// `coordinator serve`.
-fn serve(loaded: Loaded) -> anyhow::Result<ExitCode> {
+fn serve(loaded: Loaded, extensions: Extensions) -> anyhow::Result<ExitCode> {
     let Loaded { config, origin } = loaded;
-    match runtime()?.block_on(server::serve(config, extensions::all(), &origin)) {
+    match runtime()?.block_on(server::serve(config, extensions, &origin)) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => server_failure(e, &origin),
     }
 }
 
 /// `coordinator worker`.
-fn worker(loaded: Loaded) -> anyhow::Result<ExitCode> {
+fn worker(loaded: Loaded, extensions: Extensions) -> anyhow::Result<ExitCode> {
     let Loaded { config, origin } = loaded;
-    match runtime()?.block_on(server::worker(config, extensions::all(), &origin)) {
+    match runtime()?.block_on(server::worker(config, extensions, &origin)) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => server_failure(e, &origin),
     }
 }
 
 /// `coordinator tasks list|show|retry|cancel`.
-fn tasks(loaded: Loaded, command: TasksCommand) -> anyhow::Result<ExitCode> {
+fn tasks(
+    loaded: Loaded,
+    extensions: Extensions,
+    command: TasksCommand,
+) -> anyhow::Result<ExitCode> {
     let Loaded { config, origin } = loaded;
     let runtime = runtime()?;
-    let coordinator = match runtime.block_on(server::open(config, extensions::all())) {
+    let coordinator = match runtime.block_on(server::open(config, extensions)) {
         Ok(coordinator) => coordinator,
         Err(e) => return server_failure(e, &origin),
     };
@@ -228,13 +232,12 @@ fn redacted(
 }
 
 /// `coordinator migrate [--dry-run]`.
-fn migrate(loaded: Loaded, args: &MigrateArgs) -> anyhow::Result<ExitCode> {
+fn migrate(loaded: Loaded, extensions: Extensions, args: &MigrateArgs) -> anyhow::Result<ExitCode> {
     let Loaded { config, origin } = loaded;
-    let outcome =
-        match runtime()?.block_on(server::migrate(config, extensions::all(), args.dry_run)) {
-            Ok(outcome) => outcome,
-            Err(e) => return server_failure(e, &origin),
-        };
+    let outcome = match runtime()?.block_on(server::migrate(config, extensions, args.dry_run)) {
+        Ok(outcome) => outcome,
+        Err(e) => return server_failure(e, &origin),
+    };
     let text = match outcome {
         MigrateOutcome::Applied(applied) if applied.is_empty() => {
             "the database is up to date: no migration to apply\n".to_owned()
@@ -265,9 +268,9 @@ fn migrate(loaded: Loaded, args: &MigrateArgs) -> anyhow::Result<ExitCode> {
 
 /// Builds the coordinator for a command that documents it; on invalid configuration prints every
 /// problem and returns the exit status.
-fn catalog(loaded: Loaded) -> Result<Catalog, ExitCode> {
+fn catalog(loaded: Loaded, extensions: Extensions) -> Result<Catalog, ExitCode> {
     let Loaded { config, origin } = loaded;
-    match builder(config).build() {
+    match server::builder(&config, extensions).build() {
         Ok(coordinator) => {
             for w in coordinator.warnings() {
                 warn!("{origin}: {w}");
@@ -283,9 +286,9 @@ fn catalog(loaded: Loaded) -> Result<Catalog, ExitCode> {
 }
 
 /// `coordinator signals [--json]` and `coordinator signals show NAME`.
-fn signals(loaded: Loaded, args: SignalsArgs) -> anyhow::Result<ExitCode> {
+fn signals(loaded: Loaded, extensions: Extensions, args: SignalsArgs) -> anyhow::Result<ExitCode> {
     let origin = loaded.origin.clone();
-    let catalog = match catalog(loaded) {
+    let catalog = match catalog(loaded, extensions) {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };
@@ -347,16 +350,16 @@ fn unknown_signal(catalog: &Catalog, name: &str, origin: &str) -> String {
 }
 
 /// `coordinator graph`.
-fn graph(loaded: Loaded, format: GraphFormat) -> anyhow::Result<ExitCode> {
-    Ok(match catalog(loaded) {
+fn graph(loaded: Loaded, extensions: Extensions, format: GraphFormat) -> anyhow::Result<ExitCode> {
+    Ok(match catalog(loaded, extensions) {
         Ok(c) => print_stdout(&c.graph(format)),
         Err(code) => code,
     })
 }
 
 /// `coordinator docs [--output PATH]`.
-fn docs(loaded: Loaded, args: &DocsArgs) -> anyhow::Result<ExitCode> {
-    let catalog = match catalog(loaded) {
+fn docs(loaded: Loaded, extensions: Extensions, args: &DocsArgs) -> anyhow::Result<ExitCode> {
+    let catalog = match catalog(loaded, extensions) {
         Ok(c) => c,
         Err(code) => return Ok(code),
     };

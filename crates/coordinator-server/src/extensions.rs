@@ -1,15 +1,18 @@
-//! The extensions compiled into this binary: the one explicit list, each behind its Cargo feature.
+//! The extensions bundled with this crate: the one explicit list, each behind its Cargo feature.
 //!
-//! To add an extension, add its crate as an optional dependency with a feature of the same name
-//! in `Cargo.toml` and one line here. Which of the compiled-in extensions run is the
-//! configuration's business (`[extensions] enabled`).
+//! The `coordinator` binary runs them; a binary of your own composes them with its own through
+//! [`App`](crate::App). To add an extension to the bundle, add its crate as an optional
+//! dependency with a feature of the same name in `Cargo.toml` and one line here. Which of the
+//! compiled-in extensions run is the configuration's business (`[extensions] enabled`).
+
+use std::sync::Arc;
 
 use coordinator::Extension;
 
-/// Every extension compiled into the binary, in a fixed order.
-pub fn all() -> Vec<Box<dyn Extension>> {
+/// Every bundled extension compiled in, in a fixed order.
+pub fn bundled() -> Vec<Arc<dyn Extension>> {
     vec![
         #[cfg(feature = "demo")]
-        Box::new(coordinator_demo::DemoExtension::default()),
+        Arc::new(coordinator_demo::DemoExtension::default()),
     ]
 }

@@ -3,8 +3,8 @@
 
 use std::io::IsTerminal;
 
+use crate::settings::{LogConfig, LogFormat};
 use anyhow::{Context as _, anyhow};
-use coordinator::config::{LogConfig, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber: level from `RUST_LOG` when set, else from `[log] level`;

@@ -1,23 +1,16 @@
-//! `coordinator`: the Commerce Coordinator's command line.
+//! `coordinator`: the Commerce Coordinator's command line, with the bundled extensions.
 //!
 //! `serve` runs the HTTP server (with an embedded task worker); `worker` runs tasks only; `tasks`
 //! inspects and operates the task queue; `migrate` brings the database up to date; `check`
 //! validates the configuration; `signals`, `graph` and `docs` print the catalog. Exit status:
 //! 0 success, 1 invalid or unreadable configuration or a failed command, 2 usage error.
+//!
+//! A binary with extensions of your own is the same three lines: see [`coordinator_server::App`].
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
-use coordinator_server::{cli, commands};
-
 fn main() -> ExitCode {
-    // Usage errors exit with status 2 here, from clap.
-    let cli = cli::Cli::parse();
-    match commands::run(cli) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(commands::EXIT_FAILURE)
-        }
-    }
+    coordinator_server::App::new()
+        .extensions(coordinator_server::bundled())
+        .run()
 }

@@ -21,21 +21,22 @@ use coordinator::dispatch_log::dispatch_log;
 use coordinator::migration::{AppliedMigration, PendingMigration};
 use coordinator::store::Store;
 use coordinator::{
-    Config, Coordinator, CoordinatorBuilder, DispatchLogWriter, Extension, StoreError,
-    TaskObserver, Validation, WiringError, Worker,
+    Coordinator, CoordinatorBuilder, DispatchLogWriter, Extension, StoreError, TaskObserver,
+    Validation, WiringError, Worker,
 };
 use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 
 use crate::checks;
 use crate::http::{self, AppState, Auth, Metrics};
+use crate::settings::AppConfig;
 
 /// A configuration validated against the extensions (wiring and server settings), not built
 /// yet: the coordinator is built once the store is connected ([`Validated::prepare`]), so that
 /// a configuration with problems is refused before any database is touched.
 pub struct Validated {
     builder: CoordinatorBuilder,
-    config: Config,
+    config: AppConfig,
 }
 
 impl std::fmt::Debug for Validated {
@@ -44,15 +45,21 @@ impl std::fmt::Debug for Validated {
     }
 }
 
+/// A coordinator builder for `config` over `extensions`, with the server's mounts.
+pub fn builder(config: &AppConfig, extensions: Vec<Arc<dyn Extension>>) -> CoordinatorBuilder {
+    Coordinator::builder()
+        .shared_extensions(extensions)
+        .config(config.framework.clone())
+        .mounts(config.mounts())
+}
+
 /// Validates `config` against `extensions`: the wiring and the server's own settings. On any
 /// error, returns every problem. Does no I/O.
 pub fn validate(
-    config: Config,
-    extensions: Vec<Box<dyn Extension>>,
+    config: AppConfig,
+    extensions: Vec<Arc<dyn Extension>>,
 ) -> Result<Validated, Validation> {
-    let builder = Coordinator::builder()
-        .extensions(extensions)
-        .config(config.clone());
+    let builder = builder(&config, extensions);
     let validation = checks::validate(&builder, &config);
     if !validation.is_valid() {
         return Err(validation);
@@ -62,7 +69,7 @@ pub fn validate(
 
 impl Validated {
     /// The configuration.
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &AppConfig {
         &self.config
     }
 
@@ -96,6 +103,7 @@ impl Validated {
             store,
             metrics,
             auth: Arc::new(auth),
+            config: Arc::new(config),
             dispatch_log_writer: writer,
         })
     }
@@ -112,6 +120,8 @@ pub struct Prepared {
     pub metrics: Arc<Metrics>,
     /// The compiled `[auth]`.
     pub auth: Arc<Auth>,
+    /// The configuration (with the server's own sections).
+    pub config: Arc<AppConfig>,
     /// The dispatch log writer to run, unless `[dispatch_log] enabled = false`.
     pub dispatch_log_writer: Option<DispatchLogWriter>,
 }
@@ -124,6 +134,7 @@ impl Prepared {
             store: self.store.clone(),
             metrics: Arc::clone(&self.metrics),
             auth: Arc::clone(&self.auth),
+            config: Arc::clone(&self.config),
             migrations: self.coordinator.migrations().into(),
         }
     }
@@ -132,8 +143,8 @@ impl Prepared {
 /// Validates `config` against `extensions`, then builds everything over `store`; see
 /// [`validate`] and [`Validated::prepare`].
 pub fn prepare(
-    config: Config,
-    extensions: Vec<Box<dyn Extension>>,
+    config: AppConfig,
+    extensions: Vec<Arc<dyn Extension>>,
     store: Store,
 ) -> Result<Prepared, Validation> {
     validate(config, extensions)?.prepare(store)
@@ -178,8 +189,8 @@ pub enum ServeError {
 
 /// Runs the server until SIGTERM or SIGINT, then shuts down gracefully.
 pub async fn serve(
-    config: Config,
-    extensions: Vec<Box<dyn Extension>>,
+    config: AppConfig,
+    extensions: Vec<Arc<dyn Extension>>,
     origin: &str,
 ) -> Result<(), ServeError> {
     let (config, store, mut prepared) = connect_prepared(config, extensions, origin).await?;
@@ -255,8 +266,8 @@ pub async fn serve(
 /// It does not migrate: it refuses to start while a migration is pending (run
 /// `coordinator migrate`, or start `coordinator serve`, which migrates).
 pub async fn worker(
-    config: Config,
-    extensions: Vec<Box<dyn Extension>>,
+    config: AppConfig,
+    extensions: Vec<Arc<dyn Extension>>,
     origin: &str,
 ) -> Result<(), ServeError> {
     let (config, store, mut prepared) = connect_prepared(config, extensions, origin).await?;
@@ -316,10 +327,10 @@ pub async fn worker(
 /// Validates the configuration, connects to the store and prepares the coordinator the way
 /// `serve` and `worker` both run it; logs the configuration's warnings.
 async fn connect_prepared(
-    config: Config,
-    extensions: Vec<Box<dyn Extension>>,
+    config: AppConfig,
+    extensions: Vec<Arc<dyn Extension>>,
     origin: &str,
-) -> Result<(Config, Store, Prepared), ServeError> {
+) -> Result<(AppConfig, Store, Prepared), ServeError> {
     let validated = validate(config, extensions).map_err(ServeError::Invalid)?;
     let config = validated.config().clone();
     let store = crate::storage::connect(&config.storage).await?;
@@ -334,7 +345,7 @@ async fn connect_prepared(
 
 /// `bind` as a socket address. Validation has checked it; this only turns it into one (and
 /// reports the settings' problems again if it is not).
-fn bind_address(config: &Config, bind: &str) -> Result<SocketAddr, ServeError> {
+fn bind_address(config: &AppConfig, bind: &str) -> Result<SocketAddr, ServeError> {
     bind.parse().map_err(|_| {
         ServeError::Invalid(Validation {
             errors: checks::server_settings(config),
@@ -449,8 +460,8 @@ pub enum MigrateOutcome {
 /// Applies the pending migrations of the framework and every enabled extension, or with
 /// `dry_run` lists them without applying any.
 pub async fn migrate(
-    config: Config,
-    extensions: Vec<Box<dyn Extension>>,
+    config: AppConfig,
+    extensions: Vec<Arc<dyn Extension>>,
     dry_run: bool,
 ) -> Result<MigrateOutcome, ServeError> {
     let Validated { builder, config } =
@@ -478,8 +489,8 @@ pub async fn migrate(
 /// Validates `config`, connects the store and builds the coordinator over it, without
 /// observers, for the commands that operate on the store (`coordinator tasks`).
 pub async fn open(
-    config: Config,
-    extensions: Vec<Box<dyn Extension>>,
+    config: AppConfig,
+    extensions: Vec<Arc<dyn Extension>>,
 ) -> Result<Coordinator, ServeError> {
     let Validated { builder, config } =
         validate(config, extensions).map_err(ServeError::Invalid)?;

@@ -1,8 +1,10 @@
 //! Configuration: one TOML file, every key overridable by an environment variable.
 //!
 //! The file holds the wiring (`[signals]`, `[filters]`), which extensions are enabled, timeouts,
-//! and the settings of the server and the log. Loading only parses and type-checks; whether the
-//! names in it exist is decided by wiring validation ([`crate::wiring`]), which reports every
+//! the worker, storage and dispatch log settings, each extension's settings, and the sections
+//! of the host application (the `coordinator` binary's `[server]`, `[auth]` and `[log]`, which
+//! it defines and reads itself: [`ConfigSource`]). Loading only parses and type-checks; whether
+//! the names in it exist is decided by wiring validation ([`crate::wiring`]), which reports every
 //! problem at once.
 //!
 //! Environment variables named `COORDINATOR__<SECTION>__<KEY>` override keys: `__` separates
@@ -26,7 +28,6 @@ pub const ENV_PREFIX: &str = "COORDINATOR__";
 /// The whole configuration. Every section is optional; the defaults are those documented on each
 /// field.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Config {
     /// `[extensions]`: which of the compiled-in extensions run.
     #[serde(default)]
@@ -49,24 +50,21 @@ pub struct Config {
     /// `[worker]`: the workers that run tasks.
     #[serde(default)]
     pub worker: WorkerConfig,
-    /// `[server]`: the HTTP server.
-    #[serde(default)]
-    pub server: ServerConfig,
-    /// `[log]`: what the process logs and how.
-    #[serde(default)]
-    pub log: LogConfig,
     /// `[storage]`: where the coordinator keeps its data.
     #[serde(default)]
     pub storage: StorageConfig,
     /// `[dispatch_log]`: the record of every dispatch.
     #[serde(default)]
     pub dispatch_log: DispatchLogConfig,
-    /// `[auth]`: who may call `/api/v1/*` and the extension routes that require it.
-    #[serde(default)]
-    pub auth: AuthConfig,
     /// `[extension.<name>]`: each extension's own settings, read by the extension's settings type.
     #[serde(default)]
     pub extension: BTreeMap<String, toml::Table>,
+    /// The sections the framework does not read: the host application's own (`[server]`,
+    /// `[auth]` and `[log]` of the `coordinator` binary), which it reads with
+    /// [`ConfigSource::sections`]. Parsing refuses a section that neither the framework nor the
+    /// host named ([`ConfigSource::framework`]).
+    #[serde(flatten)]
+    pub host: toml::Table,
 }
 
 /// `[extensions]`.
@@ -185,36 +183,6 @@ impl Default for WorkerConfig {
     }
 }
 
-/// `[server]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ServerConfig {
-    /// The address the HTTP server listens on. Default `"127.0.0.1:8140"`.
-    pub bind: String,
-    /// How long one request may take before it is answered with 503. Default `"30s"`.
-    pub request_timeout: ConfigDuration,
-    /// The largest request body accepted, in bytes. Default 1 MiB.
-    pub body_limit_bytes: usize,
-    /// On SIGTERM or SIGINT, how long in-flight requests may take to finish. Default `"30s"`.
-    pub shutdown_grace: ConfigDuration,
-    /// Where each extension's routes are served, by extension name, instead of the default
-    /// `/api/<extension>` (to keep the URLs an existing client already calls, say
-    /// `demo = "/lms"`). Mounts may not overlap each other or the core paths.
-    pub mounts: BTreeMap<String, String>,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            bind: "127.0.0.1:8140".to_owned(),
-            request_timeout: ConfigDuration(Duration::from_secs(30)),
-            body_limit_bytes: 1024 * 1024,
-            shutdown_grace: ConfigDuration(Duration::from_secs(30)),
-            mounts: BTreeMap::new(),
-        }
-    }
-}
-
 /// `[storage]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -264,43 +232,6 @@ impl Default for DispatchLogConfig {
     }
 }
 
-/// `[auth]`. With nothing configured, `/api/v1/*` refuses every request with a 401 that says
-/// how to configure credentials.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthConfig {
-    /// Static API tokens accepted as `Authorization: Bearer <token>`. Set them from the
-    /// environment: `COORDINATOR__AUTH__API_TOKENS='["..."]'`.
-    pub api_tokens: Vec<Secret>,
-    /// JSON Web Tokens accepted as `Authorization: Bearer <jwt>`.
-    pub jwt: Option<JwtConfig>,
-}
-
-/// `[auth.jwt]`: exactly one of `hs256_secret` and `rs256_public_key`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JwtConfig {
-    /// The shared secret of HS256 tokens (from the environment:
-    /// `COORDINATOR__AUTH__JWT__HS256_SECRET`).
-    pub hs256_secret: Option<Secret>,
-    /// The PEM public key that verifies RS256 tokens.
-    pub rs256_public_key: Option<String>,
-    /// The required `iss` claim.
-    pub issuer: Option<String>,
-    /// The required `aud` claim.
-    pub audience: Option<String>,
-    /// A scope every token must grant (in its space-separated `scope` claim or its `scp`
-    /// claim), or the request is refused with 403. Default: none required.
-    pub required_scope: Option<String>,
-    /// Clock skew tolerated when checking `exp` and `nbf`. Default `"30s"`.
-    #[serde(default = "default_leeway")]
-    pub leeway: ConfigDuration,
-}
-
-fn default_leeway() -> ConfigDuration {
-    ConfigDuration(Duration::from_secs(30))
-}
-
 /// A secret (a token, a password, a URL with credentials): readable by the code that needs it,
 /// printed as `[secret]` everywhere else (`Debug`, `Display`, and when the configuration is
 /// written out).
@@ -336,37 +267,6 @@ impl Serialize for Secret {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str("[secret]")
     }
-}
-
-/// `[log]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
-    /// A `tracing` filter directive: `"info"`, `"warn,coordinator=debug"`. Default `"info"`.
-    /// The `RUST_LOG` environment variable, when set, takes precedence.
-    pub level: String,
-    /// `"pretty"` (for people) or `"json"` (for log collectors). Default `"pretty"`.
-    pub format: LogFormat,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        Self {
-            level: "info".to_owned(),
-            format: LogFormat::Pretty,
-        }
-    }
-}
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Pretty,
-    /// One JSON object per line.
-    Json,
 }
 
 /// A duration written as a number and a unit: `"250ms"`, `"5s"`, `"2m"`, `"1h"`.
@@ -460,65 +360,28 @@ pub enum ConfigError {
     },
 }
 
-impl ServerConfig {
-    /// Where `extension`'s routes are served: its `mounts` entry, or `/api/<extension>`.
-    pub fn mount_of(&self, extension: &str) -> String {
-        self.mounts
-            .get(extension)
-            .cloned()
-            .unwrap_or_else(|| format!("/api/{extension}"))
-    }
-}
-
 impl Config {
-    /// Parses a configuration from TOML text, without environment overrides.
+    /// Parses a configuration from TOML text, without environment overrides or host sections.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         Self::parse("configuration", text, std::iter::empty())
     }
 
-    /// Reads `path` and applies the `COORDINATOR__*` overrides from `env`.
+    /// Reads `path` and applies the `COORDINATOR__*` overrides from `env` (no host sections).
     pub fn from_file(
         path: &Path,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::parse(&path.display().to_string(), &text, env)
+        ConfigSource::read(path, env)?.framework(&[])
     }
 
     /// Parses `text` (read from `origin`, a name for messages) and applies the `COORDINATOR__*`
-    /// overrides found in `env`.
+    /// overrides found in `env`. Every top-level section must be the framework's.
     pub fn parse(
         origin: &str,
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut overrides: Vec<(String, String)> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
-            .collect();
-        if overrides.is_empty() {
-            // Straight from the text, so that errors point at a line and column.
-            return toml::from_str(text).map_err(|e| ConfigError::Invalid {
-                origin: origin.to_owned(),
-                message: e.to_string().trim_end().to_owned(),
-            });
-        }
-        overrides.sort();
-        let mut table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Invalid {
-            origin: origin.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
-        })?;
-        for (var, value) in &overrides {
-            apply_override(&mut table, var, value)?;
-        }
-        let names: Vec<&str> = overrides.iter().map(|(k, _)| k.as_str()).collect();
-        Config::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Invalid {
-            origin: format!("{origin} with overrides from {}", names.join(", ")),
-            message: e.to_string().trim_end().to_owned(),
-        })
+        ConfigSource::new(origin, text, env).framework(&[])
     }
 
     /// The configuration as TOML text.
@@ -526,6 +389,148 @@ impl Config {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 }
+
+/// A configuration file and its environment overrides, from which the framework reads its
+/// [`Config`] and the host application its own sections.
+///
+/// ```
+/// use coordinator::config::ConfigSource;
+///
+/// #[derive(Debug, Default, serde::Deserialize)]
+/// struct Host { #[serde(default)] server: Server }
+/// #[derive(Debug, Default, serde::Deserialize)]
+/// #[serde(deny_unknown_fields)]
+/// struct Server { bind: Option<String> }
+///
+/// let source = ConfigSource::new("app.toml", "[server]\nbind = \"0.0.0.0:1\"\n", Vec::new());
+/// let config = source.framework(&["server"]).unwrap();
+/// let host: Host = source.sections().unwrap();
+/// assert_eq!(host.server.bind.as_deref(), Some("0.0.0.0:1"));
+/// assert!(config.host.contains_key("server"));
+/// assert!(source.framework(&[]).unwrap_err().to_string().contains("unknown section `server`"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    origin: String,
+    text: String,
+    overrides: Vec<(String, String)>,
+}
+
+impl ConfigSource {
+    /// `text`, read from `origin` (a name for messages), with the `COORDINATOR__*` variables of
+    /// `env` (others are ignored).
+    pub fn new(origin: &str, text: &str, env: impl IntoIterator<Item = (String, String)>) -> Self {
+        let mut overrides: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        overrides.sort();
+        Self {
+            origin: origin.to_owned(),
+            text: text.to_owned(),
+            overrides,
+        }
+    }
+
+    /// Reads the file at `path`, with the overrides of `env`.
+    pub fn read(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(Self::new(&path.display().to_string(), &text, env))
+    }
+
+    /// The framework's configuration. Top-level sections other than the framework's must be
+    /// among `host_sections` (the host application reads them with [`ConfigSource::sections`]);
+    /// any other is refused, naming the variable that set it if one did.
+    pub fn framework(&self, host_sections: &[&str]) -> Result<Config, ConfigError> {
+        let config: Config = self.deserialize()?;
+        if let Some(unknown) = config
+            .host
+            .keys()
+            .find(|k| !host_sections.contains(&k.as_str()))
+        {
+            let mut expected: Vec<&str> = FRAMEWORK_SECTIONS.to_vec();
+            expected.extend(host_sections);
+            let set_by = self
+                .overrides
+                .iter()
+                .find(|(var, _)| {
+                    var[ENV_PREFIX.len()..]
+                        .split("__")
+                        .next()
+                        .is_some_and(|first| first.eq_ignore_ascii_case(unknown))
+                })
+                .map(|(var, _)| format!(" (set by {var})"))
+                .unwrap_or_default();
+            return Err(ConfigError::Invalid {
+                origin: self.origin_with_overrides(),
+                message: format!(
+                    "unknown section `{unknown}`{set_by}; the sections are {}{}",
+                    expected
+                        .iter()
+                        .map(|s| format!("`{s}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    crate::names::hint(unknown, expected.iter().copied()),
+                ),
+            });
+        }
+        Ok(config)
+    }
+
+    /// The host application's sections, as `H` (a struct with one `#[serde(default)]` field per
+    /// section it reads; other sections are ignored). Errors point at a line when no override is
+    /// set.
+    pub fn sections<H: serde::de::DeserializeOwned>(&self) -> Result<H, ConfigError> {
+        self.deserialize()
+    }
+
+    /// Where the configuration came from, and the overriding variables if any are set.
+    pub fn origin_with_overrides(&self) -> String {
+        if self.overrides.is_empty() {
+            return self.origin.clone();
+        }
+        let names: Vec<&str> = self.overrides.iter().map(|(k, _)| k.as_str()).collect();
+        format!("{} with overrides from {}", self.origin, names.join(", "))
+    }
+
+    fn deserialize<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        let invalid = |origin: String, e: &dyn fmt::Display| ConfigError::Invalid {
+            origin,
+            message: e.to_string().trim_end().to_owned(),
+        };
+        if self.overrides.is_empty() {
+            // Straight from the text, so that errors point at a line and column.
+            return toml::from_str(&self.text).map_err(|e| invalid(self.origin.clone(), &e));
+        }
+        let mut table: toml::Table =
+            toml::from_str(&self.text).map_err(|e| invalid(self.origin.clone(), &e))?;
+        for (var, value) in &self.overrides {
+            apply_override(&mut table, var, value)?;
+        }
+        T::deserialize(toml::Value::Table(table))
+            .map_err(|e| invalid(self.origin_with_overrides(), &e))
+    }
+}
+
+/// The framework's top-level sections.
+pub const FRAMEWORK_SECTIONS: &[&str] = &[
+    "extensions",
+    "timeouts",
+    "signals",
+    "handlers",
+    "filters",
+    "tasks",
+    "worker",
+    "storage",
+    "dispatch_log",
+    "extension",
+];
 
 /// Tables whose keys are dotted `<extension>.<name>` names.
 const NAME_KEYED: &[&str] = &["signals", "handlers", "filters", "tasks"];
@@ -590,7 +595,10 @@ mod tests {
     fn an_empty_file_gives_the_defaults() {
         let c = Config::from_toml("").unwrap();
         assert_eq!(c, Config::default());
-        assert_eq!(c.server.bind, "127.0.0.1:8140");
+        assert_eq!(
+            c.storage.url.expose(),
+            "sqlite://coordinator-data/coordinator.db"
+        );
         assert_eq!(c.timeouts.handler.0, Duration::from_secs(5));
     }
 
@@ -598,9 +606,9 @@ mod tests {
     fn environment_overrides_any_key() {
         let c = Config::parse(
             "test.toml",
-            "[server]\nbind = \"127.0.0.1:1\"\n",
+            "[worker]\nconcurrency = 1\n",
             env(&[
-                ("COORDINATOR__SERVER__BIND", "0.0.0.0:9000"),
+                ("COORDINATOR__WORKER__CONCURRENCY", "9"),
                 ("COORDINATOR__TIMEOUTS__HANDLER", "250ms"),
                 ("COORDINATOR__EXTENSIONS__ENABLED", "[\"demo\"]"),
                 (
@@ -616,7 +624,7 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert_eq!(c.server.bind, "0.0.0.0:9000");
+        assert_eq!(c.worker.concurrency, 9);
         assert_eq!(c.timeouts.handler.0, Duration::from_millis(250));
         assert_eq!(c.extensions.enabled, Some(vec!["demo".to_owned()]));
         assert_eq!(c.signals["demo.order_placed"], ["demo.enroll_learner"]);
@@ -625,10 +633,10 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused_with_their_location() {
-        let e = Config::from_toml("[server]\nbnid = \"x\"\n")
+        let e = Config::from_toml("[worker]\nconcurency = 1\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("unknown field `bnid`"), "{e}");
+        assert!(e.contains("unknown field `concurency`"), "{e}");
         assert!(e.contains("line 2"), "{e}");
     }
 
@@ -638,7 +646,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("COORDINATOR__SERVR__BIND"), "{e}");
-        assert!(e.contains("unknown field `servr`"), "{e}");
+        assert!(e.contains("unknown section `servr`"), "{e}");
     }
 
     #[test]
@@ -663,10 +671,10 @@ mod tests {
         let c = Config::parse(
             "t",
             "",
-            env(&[("COORDINATOR__AUTH__API_TOKENS", "[\"s3cr3t-token\"]")]),
+            env(&[("COORDINATOR__STORAGE__URL", "postgres://app:s3cr3t@db/cc")]),
         )
         .unwrap();
-        assert_eq!(c.auth.api_tokens[0].expose(), "s3cr3t-token");
+        assert_eq!(c.storage.url.expose(), "postgres://app:s3cr3t@db/cc");
         assert!(!format!("{c:?}").contains("s3cr3t"));
         assert!(!c.to_toml().contains("s3cr3t"));
     }
@@ -681,5 +689,44 @@ mod tests {
         .unwrap();
         let back = Config::from_toml(&c.to_toml()).unwrap();
         assert_eq!((back.signals, back.filters), (c.signals, c.filters));
+    }
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::*;
+
+    #[derive(Debug, Default, Deserialize)]
+    struct Host {
+        #[serde(default)]
+        server: Server,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Server {
+        bind: Option<String>,
+    }
+
+    #[test]
+    fn host_sections_are_the_hosts_and_others_are_refused_with_a_hint() {
+        let source = ConfigSource::new("f.toml", "[server]\nbind = \"x\"\n[sever]\n", Vec::new());
+        let e = source.framework(&["server"]).unwrap_err().to_string();
+        assert!(e.starts_with("f.toml: unknown section `sever`"), "{e}");
+        assert!(e.contains("did you mean \"server\""), "{e}");
+        let ok = ConfigSource::new("f.toml", "[server]\nbind = \"x\"\n", Vec::new());
+        assert!(ok.framework(&["server"]).is_ok());
+        assert_eq!(
+            ok.sections::<Host>().unwrap().server.bind.as_deref(),
+            Some("x")
+        );
+    }
+
+    #[test]
+    fn a_host_sections_errors_point_at_their_line() {
+        let source = ConfigSource::new("f.toml", "[worker]\n[server]\nbnid = \"x\"\n", Vec::new());
+        let e = source.sections::<Host>().unwrap_err().to_string();
+        assert!(e.contains("unknown field `bnid`"), "{e}");
+        assert!(e.contains("line 3"), "{e}");
     }
 }

@@ -17,7 +17,7 @@ use std::time::Instant;
 use tracing::{Instrument, debug, debug_span, error, field, warn};
 use uuid::Uuid;
 
-use crate::coordinator::{Context, Inner};
+use crate::context::{Context, Runtime};
 use crate::guard::{Guard, Guarded};
 use crate::handler::AnyPayload;
 use crate::id::new_id;
@@ -172,21 +172,21 @@ pub trait DispatchObserver: Send + Sync + 'static {
 }
 
 pub(crate) async fn send_robust<P: Payload>(
-    inner: &Arc<Inner>,
+    runtime: &Arc<Runtime>,
     sender: Sender,
     cause: Option<Uuid>,
     signal: &Signal<P>,
     payload: P,
 ) -> DispatchReport {
-    let report = dispatch(inner, sender, cause, signal, payload).await;
-    for observer in &inner.observers {
+    let report = dispatch(runtime, sender, cause, signal, payload).await;
+    for observer in &runtime.observers {
         observer.dispatched(&report);
     }
     report
 }
 
 async fn dispatch<P: Payload>(
-    inner: &Arc<Inner>,
+    runtime: &Arc<Runtime>,
     sender: Sender,
     cause: Option<Uuid>,
     signal: &Signal<P>,
@@ -201,7 +201,7 @@ async fn dispatch<P: Payload>(
         sent_at_ms,
         handlers: Vec::new(),
     };
-    let slot = match inner.wiring.signals.get(name) {
+    let slot = match runtime.wiring.signals.get(name) {
         Some(slot) if slot.payload == TypeId::of::<P>() => slot,
         Some(_) => {
             error!(signal = name, %sender, dispatch_id = %id, payload_type = signal.payload_type(),
@@ -236,12 +236,12 @@ async fn dispatch<P: Payload>(
     report.handlers = async {
         // One handler needs no join machinery: the common case stays cheap.
         if let [only] = &handlers[..] {
-            vec![run_handler(inner, only, payload, &meta).await]
+            vec![run_handler(runtime, only, payload, &meta).await]
         } else {
             join_all(
                 handlers
                     .iter()
-                    .map(|h| run_handler(inner, h, Arc::clone(&payload), &meta)),
+                    .map(|h| run_handler(runtime, h, Arc::clone(&payload), &meta)),
             )
             .await
         }
@@ -258,7 +258,7 @@ struct Meta {
 }
 
 async fn run_handler(
-    inner: &Arc<Inner>,
+    runtime: &Arc<Runtime>,
     handler: &WiredHandler,
     payload: AnyPayload,
     meta: &Meta,
@@ -266,8 +266,12 @@ async fn run_handler(
     // Each handler's own clock: it starts when the handler is first polled, so its duration
     // excludes the time the other handlers of the dispatch took before it.
     let start = Instant::now();
-    let context =
-        Context::new(Arc::clone(inner), Sender::Handler(handler.name)).caused_by(Some(meta.id));
+    let context = Context::new(
+        Arc::clone(runtime),
+        Sender::Handler(handler.name),
+        handler.extension,
+    )
+    .caused_by(Some(meta.id));
     let fut = handler
         .call
         .call(payload, meta.id, meta.signal, meta.sender, context);

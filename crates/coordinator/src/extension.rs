@@ -1,21 +1,19 @@
 //! Extensions, the unit of modularity, and the builder through which they declare what they bring.
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::marker::PhantomData;
 use std::panic::Location;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use crate::coordinator::Context;
-use crate::filter::{ErasedStep, Filter, StepResult, TypedStep};
-use crate::handler::{ErasedHandler, Event, HandlerError, Summary, TypeInfo, TypedHandler};
+use crate::filter::{ErasedStep, Filter, IntoStep};
+use crate::handler::{ErasedHandler, IntoHandler, TypeInfo};
 use crate::http::Route;
 use crate::migration::Migration;
 use crate::payload::Payload;
 use crate::signal::Signal;
-use crate::task::{ErasedTask, Task, TaskContext, TaskError, TaskSettings, TypedTask};
+use crate::state::{Requirement, StateMap};
+use crate::task::{ErasedTask, IntoTask, Task, TaskSettings};
 
 /// An extension: one crate's contribution to the coordinator.
 ///
@@ -99,6 +97,10 @@ pub(crate) struct HandlerDecl {
     pub(crate) name: &'static str,
     pub(crate) doc: &'static str,
     pub(crate) extension: &'static str,
+    /// The index of its extension in [`Declarations::extensions`].
+    pub(crate) extension_index: usize,
+    /// The state types it takes.
+    pub(crate) requires: Vec<Requirement>,
     pub(crate) payload: TypeInfo,
     pub(crate) call: Arc<dyn ErasedHandler>,
     pub(crate) at: DeclaredAt,
@@ -112,6 +114,8 @@ pub(crate) struct TaskDecl {
     pub(crate) name: &'static str,
     pub(crate) doc: &'static str,
     pub(crate) extension: &'static str,
+    pub(crate) extension_index: usize,
+    pub(crate) requires: Vec<Requirement>,
     pub(crate) payload: TypeInfo,
     pub(crate) defaults: TaskSettings,
     pub(crate) call: Arc<dyn ErasedTask>,
@@ -132,6 +136,8 @@ pub(crate) struct StepDecl {
     pub(crate) name: &'static str,
     pub(crate) doc: &'static str,
     pub(crate) extension: &'static str,
+    pub(crate) extension_index: usize,
+    pub(crate) requires: Vec<Requirement>,
     pub(crate) data: TypeInfo,
     pub(crate) call: Arc<dyn ErasedStep>,
     pub(crate) at: DeclaredAt,
@@ -148,6 +154,10 @@ pub(crate) struct ExtensionDecl {
     pub(crate) settings_error: Option<String>,
     pub(crate) routes: Vec<Route>,
     pub(crate) migrations: Vec<Migration>,
+    /// Its shared state, by type ([`ExtensionBuilder::state`]).
+    pub(crate) state: StateMap,
+    /// State types it registered twice (a programmer error, reported at start-up).
+    pub(crate) state_twice: Vec<&'static str>,
 }
 
 /// Everything every extension compiled into the binary declared, enabled or not.
@@ -177,6 +187,8 @@ impl Declarations {
                 settings_error: None,
                 routes: Vec::new(),
                 migrations: Vec::new(),
+                state: StateMap::default(),
+                state_twice: Vec::new(),
             });
             let current = decls.extensions.len() - 1;
             extension.build(&mut ExtensionBuilder {
@@ -230,34 +242,36 @@ impl ExtensionBuilder<'_> {
         self
     }
 
-    /// Declares a handler: an async function of an [`Event`] carrying the payload type `P`.
+    /// Shares `value` with this extension's handlers, filter steps, tasks and routes, which
+    /// take it as a [`State<T>`](crate::State) argument (one value per type).
+    pub fn state<T: Clone + Send + Sync + 'static>(&mut self, value: T) -> &mut Self {
+        let ext = &mut self.decls.extensions[self.current];
+        if let Some(name) = ext.state.insert(value) {
+            ext.state_twice.push(name);
+        }
+        self
+    }
+
+    /// Declares a handler: an async function of an [`Event`](crate::Event) carrying the payload
+    /// type `P`, and of any [`State<T>`](crate::State) of this extension.
     ///
-    /// It returns `Result<O, E>` where `O` converts into a [`Summary`] (`()`, a `String`, a task
-    /// id) and `E` into a [`HandlerError`] (any `std::error::Error`). Configuration connects it to
-    /// signals carrying `P`.
+    /// It returns `Result<O, E>` where `O` converts into a [`Summary`](crate::Summary) (`()`, a
+    /// `String`, a task id) and `E` into a [`HandlerError`](crate::HandlerError) (any
+    /// `std::error::Error`). Configuration connects it to signals carrying `P`.
     #[track_caller]
-    pub fn handler<P, F, Fut, O, E>(
-        &mut self,
-        name: &'static str,
-        doc: &'static str,
-        f: F,
-    ) -> &mut Self
+    pub fn handler<P, Args, F>(&mut self, name: &'static str, doc: &'static str, f: F) -> &mut Self
     where
         P: Payload,
-        F: Fn(Event<P>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<O, E>> + Send + 'static,
-        O: Into<Summary>,
-        E: Into<HandlerError>,
+        F: IntoHandler<P, Args>,
     {
         self.decls.handlers.push(HandlerDecl {
             name,
             doc,
             extension: self.extension,
+            extension_index: self.current,
+            requires: F::requirements(),
             payload: TypeInfo::of::<P>(),
-            call: Arc::new(TypedHandler {
-                f,
-                payload: PhantomData,
-            }),
+            call: f.into_erased(),
             at: Location::caller(),
             enqueues: Vec::new(),
             sends: Vec::new(),
@@ -267,27 +281,25 @@ impl ExtensionBuilder<'_> {
     }
 
     /// Declares a durable background task and the async function that runs one attempt of it:
-    /// `async fn(TaskContext, P) -> Result<O, E>` where `O` converts into a [`Summary`] and `E`
-    /// into a [`TaskError`] (any error converts into a retryable one).
+    /// `async fn(TaskContext, P, ...) -> Result<O, E>`, where the further arguments are
+    /// [`State<T>`](crate::State)s of this extension, `O` converts into a
+    /// [`Summary`](crate::Summary) and `E` into a [`TaskError`](crate::task::TaskError) (any
+    /// error converts into a retryable one).
     #[track_caller]
-    pub fn task<P, F, Fut, O, E>(&mut self, task: &'static Task<P>, f: F) -> &mut Self
+    pub fn task<P, Args, F>(&mut self, task: &'static Task<P>, f: F) -> &mut Self
     where
         P: Payload,
-        F: Fn(TaskContext, P) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<O, E>> + Send + 'static,
-        O: Into<Summary>,
-        E: Into<TaskError>,
+        F: IntoTask<P, Args>,
     {
         self.decls.tasks.push(TaskDecl {
             name: task.name(),
             doc: task.doc(),
             extension: self.extension,
+            extension_index: self.current,
+            requires: F::requirements(),
             payload: TypeInfo::of::<P>(),
             defaults: task.defaults(),
-            call: Arc::new(TypedTask {
-                f,
-                payload: PhantomData,
-            }),
+            call: f.into_erased(),
             at: Location::caller(),
             enqueues: Vec::new(),
             sends: Vec::new(),
@@ -335,7 +347,7 @@ impl ExtensionBuilder<'_> {
     ///
     /// If the table does not fit `T`, the problem is reported at start-up with every other one
     /// (the coordinator does not start) and `T::default()` is returned so that `build` can go on.
-    /// Capture the settings in the handlers and routes that need them.
+    /// Share them with the functions that need them with [`ExtensionBuilder::state`].
     pub fn settings<T>(&mut self) -> T
     where
         T: DeserializeOwned + schemars::JsonSchema + Default,
@@ -383,24 +395,23 @@ impl ExtensionBuilder<'_> {
         self
     }
 
-    /// Declares a filter step: an async function of a [`Context`] and the data `D`, returning the
-    /// data to pass on or halt with. Configuration puts it in the pipelines of filters of `D`.
+    /// Declares a filter step: an async function of a [`Context`](crate::Context), the data `D`
+    /// and any [`State<T>`](crate::State) of this extension, returning the data to pass on or
+    /// halt with. Configuration puts it in the pipelines of filters of `D`.
     #[track_caller]
-    pub fn step<D, F, Fut>(&mut self, name: &'static str, doc: &'static str, f: F) -> &mut Self
+    pub fn step<D, Args, F>(&mut self, name: &'static str, doc: &'static str, f: F) -> &mut Self
     where
         D: Payload,
-        F: Fn(Context, D) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = StepResult<D>> + Send + 'static,
+        F: IntoStep<D, Args>,
     {
         self.decls.steps.push(StepDecl {
             name,
             doc,
             extension: self.extension,
+            extension_index: self.current,
+            requires: F::requirements(),
             data: TypeInfo::of::<D>(),
-            call: Arc::new(TypedStep {
-                f,
-                data: PhantomData,
-            }),
+            call: f.into_erased(),
             at: Location::caller(),
         });
         self

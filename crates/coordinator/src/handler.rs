@@ -4,15 +4,17 @@ use std::any::{Any, TypeId};
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::ops::Deref;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use uuid::Uuid;
 
-use crate::coordinator::Context;
+use crate::context::Context;
 use crate::dispatch::Sender;
 use crate::payload::Payload;
+use crate::state::{FromContext, Requirement};
 
 /// What a handler returns: a short [`Summary`] of what it did (the id of the task it enqueued,
 /// say), or the error that stopped it.
@@ -177,13 +179,18 @@ impl fmt::Display for HandlerError {
     }
 }
 
-pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+/// A boxed, sendable future (what erased functions return).
+#[doc(hidden)]
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// The payload as handlers receive it before it is downcast to its type.
-pub(crate) type AnyPayload = Arc<dyn Any + Send + Sync>;
+#[doc(hidden)]
+pub type AnyPayload = Arc<dyn Any + Send + Sync>;
 
 /// A handler with its payload type erased, so that handlers of every type can be stored together.
-pub(crate) trait ErasedHandler: Send + Sync {
+#[doc(hidden)]
+pub trait ErasedHandler: Send + Sync {
+    /// Runs the handler on one delivery.
     fn call(
         &self,
         payload: AnyPayload,
@@ -194,48 +201,96 @@ pub(crate) trait ErasedHandler: Send + Sync {
     ) -> BoxFuture<HandlerResult>;
 }
 
-pub(crate) struct TypedHandler<P, F> {
-    pub(crate) f: F,
-    pub(crate) payload: std::marker::PhantomData<fn(P)>,
+/// A function that can handle events carrying `P`: `async fn(Event<P>, ...) -> Result<O, E>`,
+/// where each further argument is a [`FromContext`] (a [`State<T>`](crate::State) of the
+/// extension, or the [`Context`]), `O` converts into a [`Summary`] and `E` into a
+/// [`HandlerError`]. `Args` is the tuple of those further arguments' types; it is inferred.
+pub trait IntoHandler<P, Args>: Send + Sync + Sized + 'static {
+    /// The state types it takes, checked at start-up.
+    #[doc(hidden)]
+    fn requirements() -> Vec<Requirement>;
+
+    /// The handler with its types erased.
+    #[doc(hidden)]
+    fn into_erased(self) -> Arc<dyn ErasedHandler>;
 }
 
-impl<P, F, Fut, O, E> ErasedHandler for TypedHandler<P, F>
-where
-    P: Payload,
-    F: Fn(Event<P>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<O, E>> + Send + 'static,
-    O: Into<Summary>,
-    E: Into<HandlerError>,
-{
-    fn call(
-        &self,
-        payload: AnyPayload,
-        dispatch_id: Uuid,
-        signal: &'static str,
-        sender: Sender,
-        context: Context,
-    ) -> BoxFuture<HandlerResult> {
-        let payload = match payload.downcast::<P>() {
-            Ok(p) => p,
-            // Wiring checks payload types at start-up, and dispatch checks the signal's type
-            // before calling, so this is unreachable; report it rather than panic if it ever is.
-            Err(_) => {
-                return Box::pin(std::future::ready(Err(HandlerError::msg(format!(
-                    "internal error: payload is not a {}",
-                    std::any::type_name::<P>()
-                )))));
-            }
-        };
-        let fut = (self.f)(Event {
-            payload,
-            dispatch_id,
-            signal,
-            sender,
-            context,
-        });
-        Box::pin(async move { fut.await.map(Into::into).map_err(Into::into) })
-    }
+pub(crate) struct TypedHandler<P, F, Args> {
+    f: F,
+    types: PhantomData<fn(P, Args)>,
 }
+
+/// The payload as `P`, or the error that it is not (unreachable after the wiring checks).
+fn downcast<P: Payload>(payload: AnyPayload) -> Result<Arc<P>, HandlerError> {
+    // Wiring checks payload types at start-up, and dispatch checks the signal's type before
+    // calling, so this is unreachable; report it rather than panic if it ever is.
+    payload.downcast::<P>().map_err(|_| {
+        HandlerError::msg(format!(
+            "internal error: payload is not a {}",
+            std::any::type_name::<P>()
+        ))
+    })
+}
+
+macro_rules! handler_arity {
+    ($($arg:ident),*) => {
+        impl<P, F, Fut, O, E, $($arg,)*> IntoHandler<P, ($($arg,)*)> for F
+        where
+            P: Payload,
+            F: Fn(Event<P>, $($arg,)*) -> Fut + Send + Sync + 'static,
+            Fut: Future<Output = Result<O, E>> + Send + 'static,
+            O: Into<Summary>,
+            E: Into<HandlerError>,
+            $($arg: FromContext,)*
+        {
+            fn requirements() -> Vec<Requirement> {
+                let all: &[Option<Requirement>] = &[$($arg::requirement(),)*];
+                all.iter().flatten().copied().collect()
+            }
+
+            fn into_erased(self) -> Arc<dyn ErasedHandler> {
+                Arc::new(TypedHandler::<P, F, ($($arg,)*)> { f: self, types: PhantomData })
+            }
+        }
+
+        impl<P, F, Fut, O, E, $($arg,)*> ErasedHandler for TypedHandler<P, F, ($($arg,)*)>
+        where
+            P: Payload,
+            F: Fn(Event<P>, $($arg,)*) -> Fut + Send + Sync + 'static,
+            Fut: Future<Output = Result<O, E>> + Send + 'static,
+            O: Into<Summary>,
+            E: Into<HandlerError>,
+            $($arg: FromContext,)*
+        {
+            #[allow(non_snake_case)]
+            fn call(
+                &self,
+                payload: AnyPayload,
+                dispatch_id: Uuid,
+                signal: &'static str,
+                sender: Sender,
+                context: Context,
+            ) -> BoxFuture<HandlerResult> {
+                let taken = (|| {
+                    Ok::<_, HandlerError>((downcast::<P>(payload)?, $($arg::from_context(&context)?,)*))
+                })();
+                let (payload, $($arg,)*) = match taken {
+                    Ok(taken) => taken,
+                    Err(e) => return Box::pin(std::future::ready(Err(e))),
+                };
+                let event = Event { payload, dispatch_id, signal, sender, context };
+                let fut = (self.f)(event, $($arg,)*);
+                Box::pin(async move { fut.await.map(Into::into).map_err(Into::into) })
+            }
+        }
+    };
+}
+
+handler_arity!();
+handler_arity!(A1);
+handler_arity!(A1, A2);
+handler_arity!(A1, A2, A3);
+handler_arity!(A1, A2, A3, A4);
 
 /// The type of a payload or filter data, for wiring checks and messages.
 #[derive(Clone, Copy, Debug)]

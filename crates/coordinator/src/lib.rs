@@ -50,6 +50,7 @@
 
 pub mod catalog;
 pub mod config;
+mod context;
 mod coordinator;
 pub mod dispatch;
 pub mod dispatch_log;
@@ -63,6 +64,7 @@ pub mod migration;
 mod names;
 pub mod payload;
 pub mod signal;
+mod state;
 pub mod store;
 pub mod task;
 pub mod testing;
@@ -71,7 +73,8 @@ pub mod worker;
 
 pub use catalog::Catalog;
 pub use config::{Config, ConfigError};
-pub use coordinator::{BuildError, Context, Coordinator, CoordinatorBuilder};
+pub use context::Context;
+pub use coordinator::{BuildError, Coordinator, CoordinatorBuilder};
 pub use dispatch::{DispatchObserver, DispatchReport, HandlerRun, Outcome, Sender};
 pub use dispatch_log::{DispatchLog, DispatchLogStats, DispatchLogWriter};
 pub use extension::{Extension, ExtensionBuilder};
@@ -79,18 +82,22 @@ pub use filter::{Filter, FilterError, FilterRun, Flow, StepError, StepResult};
 pub use handler::{Event, HandlerError, HandlerResult, Summary};
 pub use payload::{Payload, Personal};
 pub use signal::Signal;
+pub use state::{FromContext, State};
 pub use store::{Store, StoreError, StoreTx};
 pub use wiring::{Validation, WiringError, WiringWarning};
 pub use worker::{TaskObserver, Worker};
 
 /// Everything an extension needs: `use coordinator::prelude::*;`.
 pub mod prelude {
-    pub use crate::http::{Json, Problem, Route};
+    pub use crate::http::{Json, Problem, Route, StatusCode};
     pub use crate::migration::Migration;
-    pub use crate::task::{EnqueueError, EnqueueOptions, Task, TaskContext, TaskError, TaskResult};
+    pub use crate::task::{
+        EnqueueError, EnqueueOptions, Received, Task, TaskContext, TaskError, TaskResult,
+    };
     pub use crate::{
         Context, DispatchReport, Event, Extension, ExtensionBuilder, Filter, Flow, HandlerError,
-        HandlerResult, Outcome, Payload, Personal, Sender, Signal, StepError, StepResult, Summary,
+        HandlerResult, Outcome, Payload, Personal, Sender, Signal, State, StepError, StepResult,
+        Summary,
     };
     pub use schemars::JsonSchema;
     pub use serde::{Deserialize, Serialize};

@@ -42,8 +42,9 @@ use tokio::time::Instant;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::config::Config;
-use crate::coordinator::{Context, Coordinator, CoordinatorBuilder};
+use crate::config::{Config, ConfigSource};
+use crate::context::Context;
+use crate::coordinator::{Coordinator, CoordinatorBuilder};
 use crate::dispatch::DispatchReport;
 use crate::extension::{Declarations, Extension, ExtensionBuilder};
 use crate::filter::{Filter, FilterError, FilterRun};
@@ -89,6 +90,7 @@ pub struct TestBuilder {
     extensions: Vec<Box<dyn Extension>>,
     recorders: Recorders,
     wiring: String,
+    host_sections: &'static [&'static str],
     store: Option<Box<dyn TestStore>>,
 }
 
@@ -153,6 +155,7 @@ impl TestCoordinator {
                 declare: Vec::new(),
             },
             wiring: String::new(),
+            host_sections: &[],
             store: None,
         }
     }
@@ -241,7 +244,7 @@ impl TestCoordinator {
             };
             let span = worker::task_span(&task);
             let started = Instant::now();
-            let decision = worker::run_attempt(&self.coordinator.inner, &task)
+            let decision = worker::run_attempt(&self.coordinator.runtime, &task)
                 .instrument(span.clone())
                 .await;
             let duration = started.elapsed();
@@ -360,9 +363,18 @@ impl TestBuilder {
         self
     }
 
+    /// Accepts these top-level sections in the wiring besides the framework's: the host
+    /// application's own (the coordinator binary's `["server", "auth", "log"]`), for a test that
+    /// uses a whole configuration file of that binary.
+    pub fn host_sections(mut self, sections: &'static [&'static str]) -> Self {
+        self.host_sections = sections;
+        self
+    }
+
     #[track_caller]
     fn config(&self) -> Config {
-        let mut config = Config::from_toml(&self.wiring)
+        let mut config = ConfigSource::new("the test wiring", &self.wiring, Vec::new())
+            .framework(self.host_sections)
             .unwrap_or_else(|e| panic!("the test wiring is not a valid configuration: {e}"));
         if let Some(enabled) = &mut config.extensions.enabled {
             if !self.recorders.declare.is_empty() && !enabled.iter().any(|e| e == TESTING_EXTENSION)
@@ -381,7 +393,12 @@ impl TestBuilder {
         if !self.recorders.declare.is_empty() {
             all.push(&self.recorders);
         }
-        wiring::compile(&Declarations::collect(all, &config.extension), &config).0
+        wiring::compile(
+            &Declarations::collect(all, &config.extension),
+            &config,
+            &crate::http::Mounts::default(),
+        )
+        .0
     }
 
     /// Builds the coordinator.
@@ -481,9 +498,21 @@ where
 /// assert!(problems.is_empty(), "{problems:#?}");
 /// ```
 pub fn check_extension(extension: impl Extension, example_config: &str) -> Vec<String> {
+    check_extension_in(extension, example_config, &[])
+}
+
+/// [`check_extension`] with an example configuration that is a whole file of a host
+/// application, whose own top-level `sections` it accepts (the coordinator binary's:
+/// `["server", "auth", "log"]`).
+pub fn check_extension_in(
+    extension: impl Extension,
+    example_config: &str,
+    sections: &[&str],
+) -> Vec<String> {
     let mut problems = Vec::new();
     let name = extension.name();
-    let config = match Config::from_toml(example_config) {
+    let source = ConfigSource::new("the example configuration", example_config, Vec::new());
+    let config = match source.framework(sections) {
         Ok(c) => c,
         Err(e) => return vec![format!("the example configuration does not parse: {e}")],
     };

@@ -76,7 +76,8 @@ use tracing::{Instrument, Span, debug, debug_span, error, field, info, warn};
 use uuid::Uuid;
 
 use crate::config::{ConfigDuration, WorkerConfig};
-use crate::coordinator::{Context, Coordinator, Inner};
+use crate::context::{Context, Runtime};
+use crate::coordinator::Coordinator;
 use crate::dispatch::Sender;
 use crate::guard::{Guard, Guarded};
 use crate::id::{new_id, now_ms, random_unit};
@@ -186,7 +187,7 @@ impl Worker {
             id,
             observers,
         } = self;
-        let inner = Arc::clone(&coordinator.inner);
+        let runtime = Arc::clone(&coordinator.runtime);
         let concurrency = config.concurrency.max(1);
         // Tasks held at most: running, waiting for a slot, or waiting to be recorded.
         let capacity = concurrency + config.prefetch;
@@ -228,7 +229,7 @@ impl Worker {
             // Start what waits for a slot, then record what finished (oldest first, while the
             // store answers): the tasks run while their predecessors' outcomes are written.
             // (Nothing waits once shutdown began: the waiting tasks were given back.)
-            state.start_waiting(&inner, &mut running, concurrency);
+            state.start_waiting(&runtime, &mut running, concurrency);
             state.record_pending().await;
 
             if let Some(deadline) = grace_until {
@@ -267,7 +268,7 @@ impl Worker {
                         for task in claimed {
                             state.claimed(task);
                         }
-                        state.start_waiting(&inner, &mut running, concurrency);
+                        state.start_waiting(&runtime, &mut running, concurrency);
                     }
                     Err(e) => state.store_failed("claim tasks", &e),
                 }
@@ -359,8 +360,8 @@ async fn purge_past_retention(store: Store, retention: Duration, inbox_retention
 }
 
 /// Runs one claimed attempt, isolated, and decides what to record.
-pub(crate) async fn run_attempt(inner: &Arc<Inner>, claimed: &ClaimedTask) -> TaskOutcome {
-    let Some(wired) = inner.wiring.tasks.get(claimed.task.as_str()) else {
+pub(crate) async fn run_attempt(runtime: &Arc<Runtime>, claimed: &ClaimedTask) -> TaskOutcome {
+    let Some(wired) = runtime.wiring.tasks.get(claimed.task.as_str()) else {
         return TaskOutcome::Dead {
             status: AttemptStatus::Error,
             chain: vec![format!(
@@ -376,8 +377,12 @@ pub(crate) async fn run_attempt(inner: &Arc<Inner>, claimed: &ClaimedTask) -> Ta
         attempt: claimed.attempt,
         max_attempts: claimed.max_attempts,
         task: wired.name,
-        context: Context::new(Arc::clone(inner), Sender::Task(wired.name))
-            .caused_by(claimed.origin_dispatch),
+        context: Context::new(
+            Arc::clone(runtime),
+            Sender::Task(wired.name),
+            wired.extension,
+        )
+        .caused_by(claimed.origin_dispatch),
     };
     let call = Arc::clone(&wired.call);
     let payload = claimed.payload.clone();
@@ -567,7 +572,7 @@ impl Loop<'_> {
     /// Starts waiting tasks while fewer than `concurrency` run.
     fn start_waiting(
         &mut self,
-        inner: &Arc<Inner>,
+        runtime: &Arc<Runtime>,
         running: &mut JoinSet<TaskOutcome>,
         concurrency: usize,
     ) {
@@ -579,9 +584,9 @@ impl Loop<'_> {
                 continue;
             };
             held.started = Instant::now();
-            let (inner, claimed) = (Arc::clone(inner), held.task.clone());
+            let (runtime, claimed) = (Arc::clone(runtime), held.task.clone());
             let handle = running.spawn(
-                async move { run_attempt(&inner, &claimed).await }.instrument(held.span.clone()),
+                async move { run_attempt(&runtime, &claimed).await }.instrument(held.span.clone()),
             );
             self.by_tokio_id.insert(handle.id(), id);
         }

@@ -1,6 +1,7 @@
 //! Start-up validation: every kind of wiring problem is reported, each by a message that names
 //! what is wrong, where, and how to fix it, and all of them at once.
 
+use coordinator::http::Mounts;
 use coordinator::prelude::*;
 use coordinator::testing::extension;
 use coordinator::{Config, Coordinator, Validation, WiringError, WiringWarning};
@@ -64,9 +65,32 @@ fn billing() -> impl Extension {
 }
 
 fn validate_with(extensions: Vec<Box<dyn Extension>>, toml: &str) -> Validation {
+    validate_mounted(extensions, toml, [])
+}
+
+/// Validates as the coordinator binary does: its core paths reserved, `[server.mounts]` given.
+fn validate_mounted<const N: usize>(
+    extensions: Vec<Box<dyn Extension>>,
+    toml: &str,
+    custom: [(&str, &str); N],
+) -> Validation {
     Coordinator::builder()
         .extensions(extensions)
         .config(Config::from_toml(toml).expect("test config parses"))
+        .mounts(Mounts {
+            custom: custom
+                .iter()
+                .map(|(e, m)| ((*e).to_owned(), (*m).to_owned()))
+                .collect(),
+            configured_at: "[server.mounts]",
+            reserved: vec![
+                "/health",
+                "/ready",
+                "/metrics",
+                "/api/v1",
+                "/api/openapi.json",
+            ],
+        })
         .validate()
 }
 
@@ -543,13 +567,19 @@ fn mounts_may_not_overlap_each_other_or_the_core_paths() {
             ext.route(Route::get("/x", hello));
         })
     };
-    let v = validate_with(
+    let v = validate_mounted(
         vec![
             Box::new(with_routes("shop")),
             Box::new(with_routes("lms")),
             Box::new(with_routes("crm")),
         ],
-        "[server.mounts]\nshop = \"/lms\"\nlms = \"/lms/v2\"\ncrm = \"/metrics\"\nnope = \"/x\"\n",
+        "",
+        [
+            ("shop", "/lms"),
+            ("lms", "/lms/v2"),
+            ("crm", "/metrics"),
+            ("nope", "/x"),
+        ],
     );
     assert_eq!(
         messages(&v),

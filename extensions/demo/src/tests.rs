@@ -1,9 +1,12 @@
 use coordinator::prelude::*;
-use coordinator::testing::{TestCoordinator, check_extension};
+use coordinator::testing::{TestCoordinator, check_extension_in};
 
 use super::*;
 
 const DEFAULT_CONFIG: &str = include_str!("../../../config/default.toml");
+
+/// The coordinator binary's own sections of its configuration file.
+const BINARY_SECTIONS: &[&str] = &["server", "auth", "log"];
 
 fn uuid_like(s: &str) -> bool {
     s.len() == 36 && s.chars().filter(|c| *c == '-').count() == 4
@@ -24,6 +27,7 @@ fn harness(state: &DemoState) -> TestCoordinator {
         .extension(DemoExtension::with_state(state.clone()))
         .with_store(coordinator_sqlite::testing::temporary())
         .recorder::<LearnerEnrolled>("testing.saw_enrollment")
+        .host_sections(BINARY_SECTIONS)
         .wiring(&DEFAULT_CONFIG.replace(
             "\"demo.learner_enrolled\" = [\"demo.welcome_learner\"]",
             "\"demo.learner_enrolled\" = [\"demo.welcome_learner\", \"testing.saw_enrollment\"]",
@@ -33,7 +37,7 @@ fn harness(state: &DemoState) -> TestCoordinator {
 
 #[test]
 fn passes_the_standard_extension_checks_with_the_default_configuration() {
-    let problems = check_extension(DemoExtension::default(), DEFAULT_CONFIG);
+    let problems = check_extension_in(DemoExtension::default(), DEFAULT_CONFIG, BINARY_SECTIONS);
     assert!(problems.is_empty(), "{problems:#?}");
 }
 
@@ -271,6 +275,7 @@ fn webhook_harness(state: &DemoState, secret: Option<&str>) -> TestCoordinator {
     TestCoordinator::builder()
         .extension(DemoExtension::with_state(state.clone()))
         .with_store(coordinator_sqlite::testing::temporary())
+        .host_sections(BINARY_SECTIONS)
         .wiring(&format!("{DEFAULT_CONFIG}\n{settings}"))
         .build()
 }

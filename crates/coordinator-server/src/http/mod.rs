@@ -36,6 +36,8 @@ use coordinator::Coordinator;
 use coordinator::migration::Migration;
 use coordinator::store::Store;
 
+use crate::settings::AppConfig;
+
 pub use auth::{Auth, AuthError};
 pub use dispatches::DispatchList;
 pub use error::ApiError;
@@ -53,6 +55,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Who may call the API.
     pub auth: Arc<Auth>,
+    /// The configuration (with the server's own sections).
+    pub config: Arc<AppConfig>,
     /// Every migration the database must have applied to be ready (framework's are implicit).
     pub migrations: Arc<[Migration]>,
 }
@@ -66,7 +70,6 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// The whole application: every route, with the middleware, ready to serve.
 /// The routes of a standalone worker (`[worker] bind`): `/health`, `/ready` and `/metrics`.
 pub fn operations_router(state: AppState) -> Router {
     Router::new()
@@ -76,8 +79,9 @@ pub fn operations_router(state: AppState) -> Router {
         .fallback(middleware::not_found)
 }
 
+/// The whole application: every route, with the middleware, ready to serve.
 pub fn router(state: AppState) -> Router {
-    let server = &state.coordinator.config().server;
+    let server = &state.config.server;
     let settings = middleware::Settings {
         body_limit: server.body_limit_bytes,
         request_timeout: server.request_timeout.0,
@@ -138,11 +142,11 @@ pub(crate) mod testing {
     use axum::body::Body;
     use axum::http::{HeaderMap, Request, StatusCode};
     use axum::response::Response;
-    use coordinator::Config;
+    use coordinator::config::ConfigSource;
     use tower::ServiceExt as _;
 
     use super::*;
-    use crate::{extensions, server};
+    use crate::server;
 
     /// The API token every test app accepts.
     pub const TOKEN: &str = "test-token-0123456789";
@@ -183,8 +187,9 @@ pub(crate) mod testing {
             "COORDINATOR__STORAGE__URL".to_owned(),
             format!("sqlite://{}/c.db", dir.path().display()),
         ));
-        let config = Config::parse("test", crate::config::DEFAULT_CONFIG, env).unwrap();
-        let validated = server::validate(config, extensions::all())
+        let source = ConfigSource::new("test", crate::config::DEFAULT_CONFIG, env);
+        let config = AppConfig::read(&source).unwrap();
+        let validated = server::validate(config, crate::bundled())
             .unwrap_or_else(|v| panic!("an invalid configuration:\n{v}"));
         let store = crate::storage::connect(&validated.config().storage)
             .await

@@ -367,7 +367,6 @@ pub fn document(coordinator: &Coordinator) -> Value {
         json!({ "name": "tasks", "description": "The durable task queue: inspect tasks and their attempts, retry dead ones, cancel pending ones." }),
     ];
     let catalog_entries = coordinator.catalog();
-    let mount_config = &coordinator.config().server;
     for (extension, routes) in coordinator.routes() {
         let doc = catalog_entries
             .extensions
@@ -375,7 +374,7 @@ pub fn document(coordinator: &Coordinator) -> Value {
             .find(|e| e.name == extension)
             .map_or("", |e| e.doc.as_str());
         tags.push(json!({ "name": extension, "description": doc }));
-        let mount = mount_config.mount_of(extension);
+        let mount = coordinator.mount_of(extension);
         for route in &routes {
             let path = openapi_path(&format!("{mount}{}", route.path()));
             let operation = extension_operation(extension, route, &path, &mut schemas, &problem);

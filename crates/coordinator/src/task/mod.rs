@@ -14,20 +14,25 @@
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use uuid::Uuid;
 
+pub(crate) mod enqueue;
 mod record;
+
+pub use enqueue::Received;
 
 pub use record::{
     AttemptStatus, ClaimedTask, LOST_CHAIN, LOST_LAST_CHAIN, NewTask, StoredTask, TaskAttempt,
     TaskCount, TaskOutcome, TaskPage, TaskQuery, TaskState,
 };
 
-use crate::coordinator::Context;
+use crate::context::Context;
 use crate::handler::{BoxFuture, HandlerError, Summary};
 use crate::payload::Payload;
+use crate::state::{FromContext, Requirement};
 
 /// A durable background task whose payload is `P`.
 ///
@@ -380,45 +385,102 @@ pub enum EnqueueError {
 }
 
 /// A task with its payload type erased: it deserializes the stored JSON payload and runs.
-pub(crate) trait ErasedTask: Send + Sync {
+#[doc(hidden)]
+pub trait ErasedTask: Send + Sync {
+    /// Runs one attempt on the stored payload, or says why the payload cannot be read.
     fn call(&self, context: TaskContext, payload: &str) -> Result<BoxFuture<TaskResult>, String>;
 
     /// The payload with its personal data redacted, or `None` if it is not a valid payload.
     fn redact(&self, payload: &serde_json::Value) -> Option<serde_json::Value>;
 }
 
-pub(crate) struct TypedTask<P, F> {
-    pub(crate) f: F,
-    pub(crate) payload: PhantomData<fn(P)>,
+/// A function that can run attempts of a task of `P`: `async fn(TaskContext, P, ...) ->
+/// Result<O, E>`, where each further argument is a [`FromContext`] (a
+/// [`State<T>`](crate::State) of the extension), `O` converts into a [`Summary`] and `E` into a
+/// [`TaskError`] (any error converts into a retryable one). `Args` is inferred.
+pub trait IntoTask<P, Args>: Send + Sync + Sized + 'static {
+    /// The state types it takes, checked at start-up.
+    #[doc(hidden)]
+    fn requirements() -> Vec<Requirement>;
+
+    /// The task function with its types erased.
+    #[doc(hidden)]
+    fn into_erased(self) -> Arc<dyn ErasedTask>;
 }
 
-impl<P, F, Fut, O, E> ErasedTask for TypedTask<P, F>
-where
-    P: Payload,
-    F: Fn(TaskContext, P) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<O, E>> + Send + 'static,
-    O: Into<Summary>,
-    E: Into<TaskError>,
-{
-    fn call(&self, context: TaskContext, payload: &str) -> Result<BoxFuture<TaskResult>, String> {
-        let payload: P = serde_json::from_str(payload).map_err(|e| {
-            format!(
-                "the stored payload is not a valid {}: {e}",
-                std::any::type_name::<P>()
-            )
-        })?;
-        let fut = (self.f)(context, payload);
-        Ok(Box::pin(async move {
-            fut.await.map(Into::into).map_err(Into::into)
-        }))
-    }
-
-    fn redact(&self, payload: &serde_json::Value) -> Option<serde_json::Value> {
-        P::deserialize(payload)
-            .ok()
-            .map(|p| crate::payload::redacted_json(&p))
-    }
+struct TypedTask<P, F, Args> {
+    f: F,
+    types: PhantomData<fn(P, Args)>,
 }
+
+macro_rules! task_arity {
+    ($($arg:ident),*) => {
+        impl<P, F, Fut, O, E, $($arg,)*> IntoTask<P, ($($arg,)*)> for F
+        where
+            P: Payload,
+            F: Fn(TaskContext, P, $($arg,)*) -> Fut + Send + Sync + 'static,
+            Fut: Future<Output = Result<O, E>> + Send + 'static,
+            O: Into<Summary>,
+            E: Into<TaskError>,
+            $($arg: FromContext,)*
+        {
+            fn requirements() -> Vec<Requirement> {
+                let all: &[Option<Requirement>] = &[$($arg::requirement(),)*];
+                all.iter().flatten().copied().collect()
+            }
+
+            fn into_erased(self) -> Arc<dyn ErasedTask> {
+                Arc::new(TypedTask::<P, F, ($($arg,)*)> { f: self, types: PhantomData })
+            }
+        }
+
+        impl<P, F, Fut, O, E, $($arg,)*> ErasedTask for TypedTask<P, F, ($($arg,)*)>
+        where
+            P: Payload,
+            F: Fn(TaskContext, P, $($arg,)*) -> Fut + Send + Sync + 'static,
+            Fut: Future<Output = Result<O, E>> + Send + 'static,
+            O: Into<Summary>,
+            E: Into<TaskError>,
+            $($arg: FromContext,)*
+        {
+            #[allow(non_snake_case)]
+            fn call(
+                &self,
+                context: TaskContext,
+                payload: &str,
+            ) -> Result<BoxFuture<TaskResult>, String> {
+                let payload: P = serde_json::from_str(payload).map_err(|e| {
+                    format!(
+                        "the stored payload is not a valid {}: {e}",
+                        std::any::type_name::<P>()
+                    )
+                })?;
+                let taken = Ok::<_, HandlerError>(()).and_then(|()| {
+                    Ok(($($arg::from_context(context.context())?,)*))
+                });
+                let ($($arg,)*) = match taken {
+                    Ok(taken) => taken,
+                    Err(e) => return Ok(Box::pin(std::future::ready(Err(TaskError::Abort(e))))),
+                };
+                let fut = (self.f)(context, payload, $($arg,)*);
+                Ok(Box::pin(async move {
+                    fut.await.map(Into::into).map_err(Into::into)
+                }))
+            }
+
+            fn redact(&self, payload: &serde_json::Value) -> Option<serde_json::Value> {
+                P::deserialize(payload)
+                    .ok()
+                    .map(|p| crate::payload::redacted_json(&p))
+            }
+        }
+    };
+}
+
+task_arity!();
+task_arity!(A1);
+task_arity!(A1, A2);
+task_arity!(A1, A2, A3);
 
 #[cfg(test)]
 mod tests {

@@ -3,17 +3,21 @@
 //! A caller that needs an answer (where to send a learner to pay, say) runs a filter with some
 //! data. Each configured step receives the data and returns it, possibly changed
 //! ([`Flow::Continue`]), or stops the pipeline with it ([`Flow::Halt`]), or fails. A failure is
-//! always an error naming the step: pipelines never fail silently.
+//! always an error naming the step: pipelines never fail silently. The runner is in `run.rs`.
+
+pub(crate) mod run;
 
 use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::coordinator::Context;
+use crate::context::Context;
 use crate::handler::{BoxFuture, HandlerError};
 use crate::payload::Payload;
+use crate::state::{FromContext, Requirement};
 
 /// A filter: a named pipeline that passes data of type `D` through the steps configured for it.
 ///
@@ -153,41 +157,91 @@ pub enum FilterError {
     },
 }
 
-pub(crate) type AnyData = Box<dyn Any + Send>;
+/// Filter data before it is downcast to its type.
+#[doc(hidden)]
+pub type AnyData = Box<dyn Any + Send>;
 
 /// A step with its data type erased.
-pub(crate) trait ErasedStep: Send + Sync {
+#[doc(hidden)]
+pub trait ErasedStep: Send + Sync {
+    /// Runs the step on the data.
     fn call(&self, context: Context, data: AnyData) -> BoxFuture<Result<Flow<AnyData>, StepError>>;
 }
 
-pub(crate) struct TypedStep<D, F> {
-    pub(crate) f: F,
-    pub(crate) data: PhantomData<fn(D)>,
+/// A function that can be a step of filters of `D`: `async fn(Context, D, ...) -> StepResult<D>`,
+/// where each further argument is a [`FromContext`] (a [`State<T>`](crate::State) of the
+/// extension). `Args` is the tuple of those further arguments' types; it is inferred.
+pub trait IntoStep<D, Args>: Send + Sync + Sized + 'static {
+    /// The state types it takes, checked at start-up.
+    #[doc(hidden)]
+    fn requirements() -> Vec<Requirement>;
+
+    /// The step with its types erased.
+    #[doc(hidden)]
+    fn into_erased(self) -> Arc<dyn ErasedStep>;
 }
 
-impl<D, F, Fut> ErasedStep for TypedStep<D, F>
-where
-    D: Payload,
-    F: Fn(Context, D) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = StepResult<D>> + Send + 'static,
-{
-    fn call(&self, context: Context, data: AnyData) -> BoxFuture<Result<Flow<AnyData>, StepError>> {
-        let data = match data.downcast::<D>() {
-            Ok(d) => *d,
-            // Unreachable after wiring checked step and filter types; reported, not panicked.
-            Err(_) => {
-                return Box::pin(std::future::ready(Err(StepError::msg(format!(
-                    "internal error: filter data is not a {}",
-                    std::any::type_name::<D>()
-                )))));
-            }
-        };
-        let fut = (self.f)(context, data);
-        Box::pin(async move {
-            Ok(match fut.await? {
-                Flow::Continue(d) => Flow::Continue(Box::new(d) as AnyData),
-                Flow::Halt(d) => Flow::Halt(Box::new(d) as AnyData),
-            })
-        })
-    }
+struct TypedStep<D, F, Args> {
+    f: F,
+    types: PhantomData<fn(D, Args)>,
 }
+
+macro_rules! step_arity {
+    ($($arg:ident),*) => {
+        impl<D, F, Fut, $($arg,)*> IntoStep<D, ($($arg,)*)> for F
+        where
+            D: Payload,
+            F: Fn(Context, D, $($arg,)*) -> Fut + Send + Sync + 'static,
+            Fut: Future<Output = StepResult<D>> + Send + 'static,
+            $($arg: FromContext,)*
+        {
+            fn requirements() -> Vec<Requirement> {
+                let all: &[Option<Requirement>] = &[$($arg::requirement(),)*];
+                all.iter().flatten().copied().collect()
+            }
+
+            fn into_erased(self) -> Arc<dyn ErasedStep> {
+                Arc::new(TypedStep::<D, F, ($($arg,)*)> { f: self, types: PhantomData })
+            }
+        }
+
+        impl<D, F, Fut, $($arg,)*> ErasedStep for TypedStep<D, F, ($($arg,)*)>
+        where
+            D: Payload,
+            F: Fn(Context, D, $($arg,)*) -> Fut + Send + Sync + 'static,
+            Fut: Future<Output = StepResult<D>> + Send + 'static,
+            $($arg: FromContext,)*
+        {
+            #[allow(non_snake_case)]
+            fn call(&self, context: Context, data: AnyData) -> BoxFuture<Result<Flow<AnyData>, StepError>> {
+                let taken = (|| {
+                    // Unreachable after wiring checked step and filter types; reported, not
+                    // panicked.
+                    let data = data.downcast::<D>().map_err(|_| {
+                        StepError::msg(format!(
+                            "internal error: filter data is not a {}",
+                            std::any::type_name::<D>()
+                        ))
+                    })?;
+                    Ok::<_, StepError>((*data, $($arg::from_context(&context)?,)*))
+                })();
+                let (data, $($arg,)*) = match taken {
+                    Ok(taken) => taken,
+                    Err(e) => return Box::pin(std::future::ready(Err(e))),
+                };
+                let fut = (self.f)(context, data, $($arg,)*);
+                Box::pin(async move {
+                    Ok(match fut.await? {
+                        Flow::Continue(d) => Flow::Continue(Box::new(d) as AnyData),
+                        Flow::Halt(d) => Flow::Halt(Box::new(d) as AnyData),
+                    })
+                })
+            }
+        }
+    };
+}
+
+step_arity!();
+step_arity!(A1);
+step_arity!(A1, A2);
+step_arity!(A1, A2, A3);

@@ -1,0 +1,224 @@
+//! The [`Context`]: who is acting, within a running coordinator, and the one handle through
+//! which code sends signals, runs filters, enqueues tasks and reaches its extension's state.
+//!
+//! Each operation is carried out beside the concept it belongs to: sending in
+//! [`dispatch`](crate::dispatch), filters in [`filter`](crate::filter) (`run.rs`), enqueueing in
+//! [`task`](crate::task) (`enqueue.rs`). The [`Runtime`] they share is built by
+//! [`CoordinatorBuilder`](crate::CoordinatorBuilder).
+
+use std::fmt;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::dispatch::{self, DispatchObserver, DispatchReport, Sender};
+use crate::extension::Declarations;
+use crate::filter::{self, Filter, FilterError, FilterRun};
+use crate::http::Mounts;
+use crate::payload::Payload;
+use crate::signal::Signal;
+use crate::store::{Store, StoreTx};
+use crate::task::{self, EnqueueError, EnqueueOptions, Received, Task};
+use crate::wiring::{Wiring, WiringWarning};
+
+/// A running coordinator: the extensions' declarations, the compiled wiring and what runs it.
+/// Shared (behind an `Arc`) by the [`Coordinator`](crate::Coordinator) handle and every
+/// [`Context`].
+pub(crate) struct Runtime {
+    pub(crate) store: Option<Store>,
+    pub(crate) observers: Box<[Arc<dyn DispatchObserver>]>,
+    pub(crate) decls: Declarations,
+    pub(crate) wiring: Wiring,
+    pub(crate) config: Config,
+    pub(crate) warnings: Vec<WiringWarning>,
+    pub(crate) mounts: Mounts,
+}
+
+/// No extension: a context made for a name no extension has (it reaches no state).
+pub(crate) const NO_EXTENSION: usize = usize::MAX;
+
+/// Who is acting, within a coordinator: the handle through which code sends signals, runs
+/// filters and enqueues tasks. The sender is known from the context, never spelt by the caller,
+/// and so is the cause: the dispatch that led here, which tasks enqueued from this context
+/// record as their origin.
+#[derive(Clone)]
+pub struct Context {
+    pub(crate) runtime: Arc<Runtime>,
+    sender: Sender,
+    cause: Option<Uuid>,
+    /// The index of the acting extension in the declarations, for its state.
+    extension: usize,
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("sender", &self.sender)
+            .field("cause", &self.cause)
+            .finish()
+    }
+}
+
+impl Context {
+    pub(crate) fn new(runtime: Arc<Runtime>, sender: Sender, extension: usize) -> Self {
+        Self {
+            runtime,
+            sender,
+            cause: None,
+            extension,
+        }
+    }
+
+    /// The same context with `cause` as the dispatch that led here.
+    pub(crate) fn caused_by(mut self, cause: Option<Uuid>) -> Self {
+        self.cause = cause;
+        self
+    }
+
+    /// Who this context sends as.
+    pub fn sender(&self) -> Sender {
+        self.sender
+    }
+
+    /// The dispatch that led here: in a handler, the dispatch that delivered the event; in a
+    /// task, the dispatch its chain started from; `None` in an extension's own context.
+    pub fn cause(&self) -> Option<Uuid> {
+        self.cause
+    }
+
+    /// A handle on the whole coordinator.
+    pub fn coordinator(&self) -> crate::Coordinator {
+        crate::Coordinator {
+            runtime: Arc::clone(&self.runtime),
+        }
+    }
+
+    /// A clone of the state of type `T` that the acting extension registered with
+    /// [`ExtensionBuilder::state`](crate::ExtensionBuilder::state); `None` if it registered
+    /// none. Functions take it as a [`State<T>`](crate::State) argument instead.
+    pub fn state<T: Clone + 'static>(&self) -> Option<T> {
+        self.runtime
+            .decls
+            .extensions
+            .get(self.extension)
+            .and_then(|e| e.state.get::<T>())
+            .cloned()
+    }
+
+    /// Sends `signal` to every handler the configuration connects to it, and returns how each
+    /// run ended. This is the only way to send: no handler's failure, panic or slowness stops
+    /// the others, and none is hidden from the report.
+    pub async fn send_robust<P: Payload>(&self, signal: &Signal<P>, payload: P) -> DispatchReport {
+        dispatch::send_robust(&self.runtime, self.sender, self.cause, signal, payload).await
+    }
+
+    /// Runs `filter`'s pipeline on `data`: the final data, or an error naming the step that failed.
+    pub async fn run_filter<D: Payload>(
+        &self,
+        filter: &Filter<D>,
+        data: D,
+    ) -> Result<FilterRun<D>, FilterError> {
+        filter::run::run_filter(self, filter, data).await
+    }
+
+    /// Enqueues `task` with `payload`, to run now, and returns the task's id (a handler may
+    /// return it: the dispatch report then shows it). Its queue and attempts are those
+    /// configured for the task; its origin is this context's [`cause`](Context::cause).
+    ///
+    /// ```
+    /// use coordinator::prelude::*;
+    /// use coordinator::testing::TestCoordinator;
+    ///
+    /// #[derive(Debug, Serialize, Deserialize, JsonSchema)]
+    /// pub struct Refund { pub order: String }
+    /// static REFUND: Task<Refund> = Task::new("shop.refund", "Refunds an order at the PSP.");
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let shop = coordinator::testing::extension("shop", |ext| {
+    ///     ext.task(&REFUND, |_: TaskContext, r: Refund| async move {
+    ///         Ok::<_, TaskError>(format!("refunded {}", r.order))
+    ///     });
+    /// });
+    /// let t = TestCoordinator::builder()
+    ///     .extension(shop)
+    ///     .with_store(coordinator_sqlite::testing::temporary())
+    ///     .build();
+    /// let id = t.context().enqueue(&REFUND, Refund { order: "EDX-1".into() }).await.unwrap();
+    /// let runs = t.run_tasks().await;
+    /// assert_eq!((runs[0].id, runs[0].status), (id, "succeeded"));
+    /// # });
+    /// ```
+    pub async fn enqueue<P: Payload>(
+        &self,
+        task: &Task<P>,
+        payload: P,
+    ) -> Result<Uuid, EnqueueError> {
+        self.enqueue_with(task, payload, EnqueueOptions::default())
+            .await
+    }
+
+    /// Enqueues `task` with `payload` as [`enqueue`](Context::enqueue) does, delayed or
+    /// deduplicated as `options` say.
+    pub async fn enqueue_with<P: Payload>(
+        &self,
+        task: &Task<P>,
+        payload: P,
+        options: EnqueueOptions,
+    ) -> Result<Uuid, EnqueueError> {
+        task::enqueue::enqueue(self, task, payload, options).await
+    }
+
+    /// Enqueues `task` within the transaction `tx`: the task exists if and only if `tx` commits.
+    /// Record the incoming event ([`StoreTx::record_intake`]) and enqueue its work in one
+    /// transaction, and a redelivered event cannot enqueue its work twice (or, in one call:
+    /// [`Context::receive_once`]).
+    pub async fn enqueue_in<P: Payload>(
+        &self,
+        tx: &mut StoreTx,
+        task: &Task<P>,
+        payload: P,
+        options: EnqueueOptions,
+    ) -> Result<Uuid, EnqueueError> {
+        task::enqueue::enqueue_in(self, tx, task, payload, options).await
+    }
+
+    /// Receives the external event `external_id` from `source` (a webhook's event id) once:
+    /// records it in the inbox and enqueues `task` with `payload` in one transaction, so that
+    /// its work is durable when this returns. A redelivery of an event already received
+    /// enqueues nothing and answers [`Received::Again`].
+    ///
+    /// ```
+    /// use coordinator::prelude::*;
+    /// use coordinator::testing::TestCoordinator;
+    ///
+    /// #[derive(Debug, Serialize, Deserialize, JsonSchema)]
+    /// pub struct Refunded { pub charge: String }
+    /// static RECORD_REFUND: Task<Refunded> = Task::new("shop.record_refund", "Records a refund.");
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let shop = coordinator::testing::extension("shop", |ext| {
+    ///     ext.task(&RECORD_REFUND, |_: TaskContext, _: Refunded| async { Ok::<_, TaskError>(()) });
+    /// });
+    /// let t = TestCoordinator::builder()
+    ///     .extension(shop)
+    ///     .with_store(coordinator_sqlite::testing::temporary())
+    ///     .build();
+    /// let ctx = t.context();
+    /// let event = || Refunded { charge: "ch_1".into() };
+    /// let first = ctx.receive_once("stripe", "evt_1", &RECORD_REFUND, event()).await.unwrap();
+    /// assert!(matches!(first, Received::First(_)));
+    /// let again = ctx.receive_once("stripe", "evt_1", &RECORD_REFUND, event()).await.unwrap();
+    /// assert_eq!(again, Received::Again);
+    /// # });
+    /// ```
+    pub async fn receive_once<P: Payload>(
+        &self,
+        source: &str,
+        external_id: &str,
+        task: &Task<P>,
+        payload: P,
+    ) -> Result<Received, EnqueueError> {
+        task::enqueue::receive_once(self, source, external_id, task, payload).await
+    }
+}
