@@ -64,18 +64,17 @@ impl DemoState {
     }
 }
 
-pub(crate) fn declare(ext: &mut ExtensionBuilder<'_>, state: &DemoState) {
+pub(crate) fn declare(ext: &mut ExtensionBuilder<'_>) {
     ext.handler(
         "demo.enroll_learner",
         "Enqueues demo.enroll_in_course for the learner's seat (the LMS call is slow and may fail, so it runs as a durable task).",
         enroll_learner,
     )
-    .enqueues(&ENROLL_IN_COURSE);
-    let lms = state.clone();
-    ext.handler(
+    .enqueues(&ENROLL_IN_COURSE)
+    .handler(
         "demo.revoke_seat",
         "Revokes the seat that a refunded payment paid for (in the sandbox LMS).",
-        move |event: Event<PaymentRefunded>| revoke_seat(lms.clone(), event),
+        revoke_seat,
     )
     .handler(
         "demo.record_order",
@@ -126,7 +125,7 @@ async fn record_order(event: Event<OrderPlaced>) -> HandlerResult {
     .into())
 }
 
-async fn revoke_seat(lms: DemoState, event: Event<PaymentRefunded>) -> HandlerResult {
+async fn revoke_seat(event: Event<PaymentRefunded>, State(lms): State<DemoState>) -> HandlerResult {
     let mut revoked = 0;
     for e in lms
         .lock()

@@ -33,7 +33,7 @@ pub use signals::{
 pub use tasks::{ENROLL_IN_COURSE, EnrollInCourse, HANDLE_PAYMENT_EVENT, PaymentEvent};
 pub use webhooks::{DemoSettings, INBOX_SOURCE, WebhookAck, sign};
 
-/// The demo extension. Its state (the sandbox LMS) is shared by its handlers.
+/// The demo extension. Its state (the sandbox LMS) is shared by its handlers and tasks.
 #[derive(Clone, Debug, Default)]
 pub struct DemoExtension {
     state: DemoState,
@@ -58,14 +58,16 @@ impl Extension for DemoExtension {
     }
 
     fn build(&self, ext: &mut ExtensionBuilder<'_>) {
+        let settings: DemoSettings = ext.settings();
+        // Shared with the handlers, tasks and routes that take them as `State<_>`.
+        ext.state(self.state.clone()).state(settings);
         ext.signal(&ORDER_PLACED)
             .signal(&PAYMENT_REFUNDED)
             .signal(&LEARNER_ENROLLED);
-        let settings: DemoSettings = ext.settings();
-        handlers::declare(ext, &self.state);
-        tasks::declare(ext, &self.state);
+        handlers::declare(ext);
+        tasks::declare(ext);
         filters::declare(ext);
-        routes::declare(ext, settings);
+        routes::declare(ext);
     }
 }
 

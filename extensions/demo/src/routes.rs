@@ -3,9 +3,10 @@
 use coordinator::DispatchReport;
 use coordinator::prelude::*;
 
+use coordinator::http::StatusCode;
+
 use crate::filters::{PAYMENT_PAGE_REDIRECT_REQUESTED, PaymentPageRequest};
 use crate::signals::{ORDER_PLACED, OrderPlaced, PAYMENT_REFUNDED, PaymentRefunded};
-use crate::webhooks::DemoSettings;
 
 /// What a route that sends a signal answers: the dispatch and how each handler ended.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
@@ -64,14 +65,9 @@ pub struct PaymentPageQuery {
     pub country: String,
 }
 
-pub(crate) fn declare(ext: &mut ExtensionBuilder<'_>, settings: DemoSettings) {
+pub(crate) fn declare(ext: &mut ExtensionBuilder<'_>) {
     ext.route(
-        Route::post(
-            "/webhooks/payments",
-            move |ctx: Context, headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-                crate::webhooks::payment_webhook(settings.clone(), ctx, headers, body)
-            },
-        )
+        Route::post("/webhooks/payments", crate::webhooks::payment_webhook)
         .public()
         .doc("The payment processor's webhook, signed with HMAC-SHA256 (`X-Demo-Signature: sha256=<hex>`). Each event is handled once: a redelivery is answered 200 without new work.")
         .request::<crate::tasks::PaymentEvent>()
@@ -100,23 +96,17 @@ pub(crate) fn declare(ext: &mut ExtensionBuilder<'_>, settings: DemoSettings) {
 async fn place_order(
     ctx: Context,
     Json(order): Json<OrderPlaced>,
-) -> (axum::http::StatusCode, Json<Dispatched>) {
+) -> (StatusCode, Json<Dispatched>) {
     let report = ctx.send_robust(&ORDER_PLACED, order).await;
-    (
-        axum::http::StatusCode::ACCEPTED,
-        Json(Dispatched::from(&report)),
-    )
+    (StatusCode::ACCEPTED, Json(Dispatched::from(&report)))
 }
 
 async fn refund_payment(
     ctx: Context,
     Json(refund): Json<PaymentRefunded>,
-) -> (axum::http::StatusCode, Json<Dispatched>) {
+) -> (StatusCode, Json<Dispatched>) {
     let report = ctx.send_robust(&PAYMENT_REFUNDED, refund).await;
-    (
-        axum::http::StatusCode::ACCEPTED,
-        Json(Dispatched::from(&report)),
-    )
+    (StatusCode::ACCEPTED, Json(Dispatched::from(&report)))
 }
 
 async fn payment_page(
@@ -131,10 +121,10 @@ async fn payment_page(
         redirect_url: None,
         blocked_reason: None,
     };
+    // A failing step answers 502, naming the filter and the step (the chain is logged).
     let answer = ctx
         .run_filter(&PAYMENT_PAGE_REDIRECT_REQUESTED, request)
-        .await
-        .map_err(|e| Problem::new(axum::http::StatusCode::BAD_GATEWAY, e.to_string()))?
+        .await?
         .into_data();
     if let Some(reason) = answer.blocked_reason {
         return Err(Problem::forbidden(reason));
@@ -145,7 +135,7 @@ async fn payment_page(
             processor,
         })),
         _ => Err(Problem::new(
-            axum::http::StatusCode::BAD_GATEWAY,
+            StatusCode::BAD_GATEWAY,
             "the payment page pipeline produced no URL; check [filters.\"demo.payment_page_redirect_requested\"] pipeline",
         )),
     }

@@ -46,18 +46,18 @@ pub static HANDLE_PAYMENT_EVENT: Task<PaymentEvent> = Task::new(
     "Acts on a payment processor event received by the webhook: a refund sends demo.payment_refunded; a dispute fetches it from the (sandbox, always unreachable) dispute API, so it is retried until it is dead.",
 );
 
-pub(crate) fn declare(ext: &mut ExtensionBuilder<'_>, state: &DemoState) {
-    let lms = state.clone();
-    ext.task(
-        &ENROLL_IN_COURSE,
-        move |ctx: TaskContext, p: EnrollInCourse| enroll_in_course(lms.clone(), ctx, p),
-    )
-    .sends(&LEARNER_ENROLLED)
-    .task(&HANDLE_PAYMENT_EVENT, handle_payment_event)
-    .sends(&PAYMENT_REFUNDED);
+pub(crate) fn declare(ext: &mut ExtensionBuilder<'_>) {
+    ext.task(&ENROLL_IN_COURSE, enroll_in_course)
+        .sends(&LEARNER_ENROLLED)
+        .task(&HANDLE_PAYMENT_EVENT, handle_payment_event)
+        .sends(&PAYMENT_REFUNDED);
 }
 
-async fn enroll_in_course(lms: DemoState, ctx: TaskContext, p: EnrollInCourse) -> TaskResult {
+async fn enroll_in_course(
+    ctx: TaskContext,
+    p: EnrollInCourse,
+    State(lms): State<DemoState>,
+) -> TaskResult {
     // Enrolling twice (a retried attempt after a lost lease) must not add a second seat:
     // tasks run at least once, so they are idempotent.
     lms.enroll(Enrollment {

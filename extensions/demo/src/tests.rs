@@ -292,15 +292,17 @@ fn refund_event(id: &str) -> Vec<u8> {
 fn webhook_request(
     body: &[u8],
     signature: Option<String>,
-) -> axum::http::Request<axum::body::Body> {
-    let mut request = axum::http::Request::builder()
+) -> coordinator::http::Request<coordinator::http::Body> {
+    let mut request = coordinator::http::Request::builder()
         .method("POST")
         .uri("/api/demo/webhooks/payments")
         .header("content-type", "application/json");
     if let Some(signature) = signature {
         request = request.header("x-demo-signature", signature);
     }
-    request.body(axum::body::Body::from(body.to_vec())).unwrap()
+    request
+        .body(coordinator::http::Body::from(body.to_vec()))
+        .unwrap()
 }
 
 #[tokio::test]

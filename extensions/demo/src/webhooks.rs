@@ -5,9 +5,8 @@
 //! transaction, so a redelivered event (processors retry) triggers its work once and is
 //! answered as a success.
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode};
 use coordinator::config::Secret;
+use coordinator::http::{Bytes, HeaderMap, StatusCode};
 use coordinator::prelude::*;
 use ring::hmac;
 
@@ -63,8 +62,8 @@ fn verify(secret: &str, body: &[u8], header: &str) -> bool {
 }
 
 pub(crate) async fn payment_webhook(
-    settings: DemoSettings,
     ctx: Context,
+    State(settings): State<DemoSettings>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<WebhookAck>), Problem> {
@@ -90,45 +89,23 @@ pub(crate) async fn payment_webhook(
     }
     let event: PaymentEvent = serde_json::from_slice(&body)
         .map_err(|e| Problem::bad_request(format!("the event is not valid: {e}")))?;
-    let store = ctx.coordinator().store().cloned().ok_or_else(|| {
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the coordinator has no storage, so webhook events cannot be recorded",
-        )
-    })?;
-    let mut tx = store.begin().await.map_err(|e| Problem::internal(&e))?;
-    let first_delivery = tx
-        .record_intake(INBOX_SOURCE, &event.id)
-        .await
-        .map_err(|e| Problem::internal(&e))?;
-    if !first_delivery {
-        tx.rollback().await.map_err(|e| Problem::internal(&e))?;
-        return Ok((
-            StatusCode::OK,
-            Json(WebhookAck {
-                event_id: event.id,
-                first_delivery: false,
-                task_id: None,
-            }),
-        ));
-    }
     let event_id = event.id.clone();
-    let task_id = ctx
-        .enqueue_in(
-            &mut tx,
-            &HANDLE_PAYMENT_EVENT,
-            event,
-            EnqueueOptions::default(),
-        )
-        .await
-        .map_err(|e| Problem::internal(&e))?;
-    tx.commit().await.map_err(|e| Problem::internal(&e))?;
+    // The event is recorded and its task enqueued in one transaction: durable when we answer,
+    // and a redelivery enqueues nothing. A database that does not answer is a 503 with
+    // Retry-After, so the processor sends it again.
+    let (status, task_id) = match ctx
+        .receive_once(INBOX_SOURCE, &event_id, &HANDLE_PAYMENT_EVENT, event)
+        .await?
+    {
+        Received::First(task_id) => (StatusCode::ACCEPTED, Some(task_id.to_string())),
+        Received::Again => (StatusCode::OK, None),
+    };
     Ok((
-        StatusCode::ACCEPTED,
+        status,
         Json(WebhookAck {
+            first_delivery: task_id.is_some(),
             event_id,
-            first_delivery: true,
-            task_id: Some(task_id.to_string()),
+            task_id,
         }),
     ))
 }

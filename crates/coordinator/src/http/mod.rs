@@ -35,5 +35,5 @@ pub use route::{Access, Mounts, Route, extension_routes};
 /// path parameters; answer with a status, headers, any response.
 pub use axum::body::{Body, Bytes};
 pub use axum::extract::{Path, Query};
-pub use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+pub use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header};
 pub use axum::response::{IntoResponse, Redirect, Response};

@@ -200,3 +200,51 @@ impl From<FilterError> for Problem {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn database_down() -> StoreError {
+        StoreError::database("postgresql", "enqueue a task")("connection reset by peer")
+    }
+
+    #[test]
+    fn a_store_that_did_not_take_the_work_is_a_503_to_retry_without_internals() {
+        let problem = Problem::from(EnqueueError::Store {
+            task: "shop.ship",
+            source: database_down(),
+        });
+        assert_eq!(problem.status, 503);
+        assert!(
+            problem.detail.contains("send the request again"),
+            "{problem}"
+        );
+        assert!(!problem.detail.contains("connection reset"), "{problem}");
+        let response = problem.into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+    }
+
+    #[test]
+    fn task_operations_answer_404_and_409() {
+        let id = uuid::Uuid::nil();
+        let missing = Problem::from(StoreError::TaskNotFound {
+            action: "retry",
+            id,
+        });
+        assert_eq!(missing.status, 404);
+        let wrong = Problem::from(StoreError::TaskState {
+            action: "retry",
+            id,
+            state: crate::task::TaskState::Queued,
+            allowed: "dead or cancelled",
+            done: "retried",
+        });
+        assert_eq!(wrong.status, 409);
+        assert_eq!(
+            Problem::from(EnqueueError::NotDeclared { task: "shop.x" }).status,
+            500
+        );
+    }
+}
