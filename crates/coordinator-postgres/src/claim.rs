@@ -2,29 +2,24 @@
 //! LOCKED`, so that any number of workers in any number of processes claim without waiting for
 //! each other and never get the same task.
 
-use coordinator::id::now_ms;
 use coordinator::store::StoreError;
 use coordinator::task::{ClaimedTask, LOST_CHAIN, LOST_LAST_CHAIN};
 use coordinator_sql::tasks::claim::{
-    ACTION, claimed_from_row, log_reaped, log_recovered, push_due, push_exhausted, push_expired,
-    push_queues,
+    ACTION, Claim, claimed_from_row, log_reaped, log_recovered, push_due, push_exhausted,
+    push_expired, push_queues,
 };
 use coordinator_sql::{Arg, SqlConn, ms_to_db};
 use uuid::Uuid;
 
 use crate::conn::Conn;
 
-/// Claims up to `limit` tasks for `worker_id`.
+/// Claims tasks on `conn`.
 pub(crate) async fn claim(
     conn: &mut Conn,
-    worker_id: &str,
-    queues: &[String],
-    limit: usize,
-    lease_ms: u64,
+    claim: Claim<'_>,
 ) -> Result<Vec<ClaimedTask>, StoreError> {
-    let now_u = now_ms();
-    let now = ms_to_db(now_u);
-    let lease_until = now_u.saturating_add(lease_ms);
+    let (worker_id, queues, limit) = (claim.worker, claim.queues, claim.limit);
+    let (now, lease_until) = (claim.times.now, claim.times.lease_until_ms);
 
     // Running tasks whose lease expired on their last attempt die here: the task first, then
     // its attempt, in the same order as claiming locks them.

@@ -2,10 +2,10 @@
 
 use coordinator::store::StoreError;
 use coordinator_sql::conn::column_error;
-use coordinator_sql::{Arg, Dialect, RowMap, RowRead, Sql, SqlConn};
+use coordinator_sql::{Arg, Dialect, RowRead, Sql};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgArguments, PgRow};
-use sqlx::{Executor as _, PgConnection, Postgres, Row};
+use sqlx::{PgConnection, Postgres, Row};
 use uuid::Uuid;
 
 /// A pooled connection, as the shared queries use it.
@@ -40,58 +40,15 @@ pub(crate) fn query(sql: &Sql) -> sqlx::query::Query<'_, Postgres, PgArguments> 
     q
 }
 
-async fn execute(conn: &mut PgConnection, sql: &Sql) -> Result<u64, sqlx::Error> {
-    Ok(query(sql).execute(conn).await?.rows_affected())
-}
-
-async fn fetch<T>(
-    conn: &mut PgConnection,
-    sql: &Sql,
-    map: RowMap<'_, T>,
-) -> Result<Result<Vec<T>, StoreError>, sqlx::Error> {
-    let rows = query(sql).fetch_all(conn).await?;
-    Ok(rows.iter().map(|row| map(&Pg(row))).collect())
-}
-
-/// Runs several statements (`raw_sql`'s generic `execute` trips the compiler's check that the
-/// future is `Send`; the executor's own method does not).
-async fn script(conn: &mut PgConnection, sql: &str) -> Result<(), sqlx::Error> {
-    conn.execute(sqlx::raw_sql(sql)).await.map(drop)
-}
-
-macro_rules! pg_conn {
-    ($ty:ty, |$this:ident| $conn:expr) => {
-        impl SqlConn for $ty {
-            fn dialect(&self) -> Dialect {
-                Dialect::Postgres
-            }
-            async fn execute_raw(&mut self, sql: &Sql) -> Result<u64, sqlx::Error> {
-                let $this = self;
-                execute($conn, sql).await
-            }
-            async fn fetch_raw<T: Send>(
-                &mut self,
-                sql: &Sql,
-                map: RowMap<'_, T>,
-            ) -> Result<Result<Vec<T>, StoreError>, sqlx::Error> {
-                let $this = self;
-                fetch($conn, sql, map).await
-            }
-            async fn execute_script(&mut self, sql: &str) -> Result<(), sqlx::Error> {
-                let $this = self;
-                script($conn, sql).await
-            }
-        }
-    };
-}
-
-pg_conn!(Conn, |this| &mut *this.0);
-pg_conn!(Tx, |this| &mut *this.0);
+coordinator_sql::impl_sql_conn!(Conn, Dialect::Postgres, query, Pg, |this| &mut *this.0);
+coordinator_sql::impl_sql_conn!(Tx, Dialect::Postgres, query, Pg, |this| &mut *this.0);
 
 /// A connection taken out of the pool (the one kept for enqueues).
 pub(crate) struct Detached<'c>(pub(crate) &'c mut PgConnection);
 
-pg_conn!(Detached<'_>, |this| &mut *this.0);
+coordinator_sql::impl_sql_conn!(Detached<'_>, Dialect::Postgres, query, Pg, |this| {
+    &mut *this.0
+});
 
 /// A PostgreSQL row, read by column name.
 struct Pg<'r>(&'r PgRow);

@@ -4,10 +4,11 @@
 //! connection is taken out of the pool (`detach`), so the store may hold `max_connections` + 1.
 //! Concurrent enqueues take pooled connections and share PostgreSQL's WAL flushes.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use coordinator::store::StoreError;
 use coordinator::task::NewTask;
+use coordinator_sql::conn::PING_IDLE_AFTER;
 use coordinator_sql::tasks::enqueue::{ACTION, insert_task};
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::Mutex;
@@ -15,9 +16,6 @@ use uuid::Uuid;
 
 use crate::NAME;
 use crate::conn::{Conn, Detached};
-
-/// A connection idle for this long is checked (pinged) before it is used again.
-pub(crate) const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
 
 /// The connection kept for enqueues made one at a time, and when it was last used.
 pub(crate) type Kept = Mutex<Option<(PgConnection, Instant)>>;

@@ -15,6 +15,8 @@ use std::str::FromStr;
 use coordinator::migration::{AppliedMigration, Planned, Recorded};
 use coordinator::store::{Store, StoreError, redact_url};
 use coordinator::task::{ClaimedTask, NewTask};
+use coordinator_sql::conn::pool_options;
+use coordinator_sql::tasks::claim::Claim;
 use coordinator_sql::{Dialect, SqlDriver, SqlStore};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool, Postgres};
@@ -23,7 +25,7 @@ use uuid::Uuid;
 pub use conn::Tx;
 
 use crate::conn::Conn;
-use crate::enqueue::{Kept, PING_IDLE_AFTER};
+use crate::enqueue::Kept;
 
 /// The backend's name, as `[storage] url` schemes and migrations name it.
 pub const NAME: &str = Dialect::Postgres.backend();
@@ -53,21 +55,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreErro
         .close()
         .await
         .map_err(connect_error)?;
-    // sqlx pings a connection before handing it out; that is a round trip on every operation,
-    // for nothing when the connection was in use a moment ago. Only connections idle for a
-    // second or more are pinged (one that the server closed meanwhile is then replaced).
-    let pool = sqlx::pool::PoolOptions::<Postgres>::new()
-        .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for >= PING_IDLE_AFTER {
-                    sqlx::Connection::ping(conn).await?;
-                }
-                Ok(true)
-            })
-        })
-        .max_connections(max_connections.max(1))
-        .connect_lazy_with(options);
+    let pool = pool_options::<Postgres>(max_connections).connect_lazy_with(options);
     Ok(Store::new(PostgresStore::new(PostgresDriver {
         pool,
         kept: Kept::default(),
@@ -127,31 +115,21 @@ impl SqlDriver for PostgresDriver {
         Ok(Tx(tx))
     }
 
-    async fn commit(tx: Tx) -> Result<(), StoreError> {
-        tx.0.commit()
-            .await
-            .map_err(StoreError::database(NAME, "commit a transaction"))
+    async fn commit(tx: Tx) -> Result<(), sqlx::Error> {
+        tx.0.commit().await
     }
 
-    async fn rollback(tx: Tx) -> Result<(), StoreError> {
-        tx.0.rollback()
-            .await
-            .map_err(StoreError::database(NAME, "roll back a transaction"))
+    async fn rollback(tx: Tx) -> Result<(), sqlx::Error> {
+        tx.0.rollback().await
     }
 
     async fn enqueue(&self, task: &NewTask) -> Result<Uuid, StoreError> {
         enqueue::enqueue(&self.pool, &self.kept, task).await
     }
 
-    async fn claim(
-        &self,
-        worker: &str,
-        queues: &[String],
-        limit: usize,
-        lease_ms: u64,
-    ) -> Result<Vec<ClaimedTask>, StoreError> {
+    async fn claim(&self, claim: Claim<'_>) -> Result<Vec<ClaimedTask>, StoreError> {
         let mut conn = self.conn(coordinator_sql::tasks::claim::ACTION).await?;
-        claim::claim(&mut conn, worker, queues, limit, lease_ms).await
+        claim::claim(&mut conn, claim).await
     }
 
     async fn apply_migrations(

@@ -103,3 +103,65 @@ pub fn column_error(column: &str, e: sqlx::Error) -> StoreError {
 pub fn parse_id(column: &str, text: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(text).map_err(|e| corrupt(text, format!("{column} is not a UUID: {e}")))
 }
+
+/// A connection idle for this long is checked (pinged) before it is used again.
+pub const PING_IDLE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The options every pool starts from.
+///
+/// sqlx pings a connection before handing it out; that is a round trip to the server (or to
+/// SQLite's connection thread) on every operation, for nothing when the connection was in use
+/// a moment ago. Only connections idle for [`PING_IDLE_AFTER`] or more are pinged (one that
+/// the server closed meanwhile is then replaced instead of failing the operation).
+pub fn pool_options<DB: sqlx::Database>(max_connections: u32) -> sqlx::pool::PoolOptions<DB> {
+    sqlx::pool::PoolOptions::<DB>::new()
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IDLE_AFTER {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
+        .max_connections(max_connections.max(1))
+}
+
+/// Implements [`SqlConn`] for a backend's connection type `$ty`, whose `&mut` driver
+/// connection is `$conn` (with `$this` the `&mut self`), binding statements with `$query` and
+/// reading rows through the [`RowRead`] wrapper `$row`. The backend crate must depend on
+/// `sqlx` (with its driver) and `coordinator`.
+#[macro_export]
+macro_rules! impl_sql_conn {
+    ($ty:ty, $dialect:expr, $query:path, $row:path, |$this:ident| $conn:expr) => {
+        impl $crate::SqlConn for $ty {
+            fn dialect(&self) -> $crate::Dialect {
+                $dialect
+            }
+
+            async fn execute_raw(&mut self, sql: &$crate::Sql) -> Result<u64, ::sqlx::Error> {
+                let $this = self;
+                Ok($query(sql).execute($conn).await?.rows_affected())
+            }
+
+            async fn fetch_raw<T: Send>(
+                &mut self,
+                sql: &$crate::Sql,
+                map: $crate::RowMap<'_, T>,
+            ) -> Result<Result<Vec<T>, ::coordinator::store::StoreError>, ::sqlx::Error> {
+                let $this = self;
+                let rows = $query(sql).fetch_all($conn).await?;
+                Ok(rows.iter().map(|row| map(&$row(row))).collect())
+            }
+
+            async fn execute_script(&mut self, sql: &str) -> Result<(), ::sqlx::Error> {
+                let $this = self;
+                // The executor's own method: `raw_sql`'s generic `execute` trips the compiler's
+                // check that the future is `Send`.
+                ::sqlx::Executor::execute($conn, ::sqlx::raw_sql(sql))
+                    .await
+                    .map(drop)
+            }
+        }
+    };
+}

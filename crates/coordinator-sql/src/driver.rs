@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::conn::SqlConn;
 use crate::sql::Dialect;
+use crate::tasks::claim::Claim;
 
 /// A SQL database driver: the part of a backend that is its own.
 pub trait SqlDriver: Send + Sync + 'static {
@@ -42,22 +43,19 @@ pub trait SqlDriver: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Self::Tx, StoreError>> + Send;
 
     /// Commits `tx`.
-    fn commit(tx: Self::Tx) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn commit(tx: Self::Tx) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
 
     /// Rolls `tx` back.
-    fn rollback(tx: Self::Tx) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn rollback(tx: Self::Tx) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
 
     /// Adds a task on its own (see `TaskQueue::enqueue_task`): each backend batches or keeps
     /// connections its own way.
     fn enqueue(&self, task: &NewTask) -> impl Future<Output = Result<Uuid, StoreError>> + Send;
 
-    /// Claims up to `limit` tasks (see `TaskQueue::claim_tasks`), `lease_ms` long.
+    /// Claims tasks (see `TaskQueue::claim_tasks`).
     fn claim(
         &self,
-        worker: &str,
-        queues: &[String],
-        limit: usize,
-        lease_ms: u64,
+        claim: Claim<'_>,
     ) -> impl Future<Output = Result<Vec<ClaimedTask>, StoreError>> + Send;
 
     /// Applies the planned migrations not applied yet, keeping concurrent processes apart.

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::conn::SqlConn;
 use crate::driver::SqlDriver;
+use crate::tasks::claim::{Claim, ClaimTimes};
 use crate::tasks::{enqueue, listing, operate, outcomes};
 use crate::{dispatches, inbox, schema};
 
@@ -42,7 +43,7 @@ macro_rules! in_tx {
     ($store:expr, $action:expr, |$tx:ident| $body:expr) => {{
         let mut $tx = $store.driver.begin($action).await?;
         let out = $body.await?;
-        D::commit($tx).await?;
+        commit::<D>($tx).await?;
         Ok(out)
     }};
 }
@@ -61,7 +62,13 @@ impl<D: SqlDriver> TaskQueue for SqlStore<D> {
         lease: Duration,
     ) -> Result<Vec<ClaimedTask>, StoreError> {
         let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
-        self.driver.claim(worker, queues, limit, lease_ms).await
+        let claim = Claim {
+            worker,
+            queues,
+            limit,
+            times: ClaimTimes::new(lease_ms),
+        };
+        self.driver.claim(claim).await
     }
 
     async fn renew_leases(
@@ -121,7 +128,7 @@ impl<D: SqlDriver> TaskQueue for SqlStore<D> {
         loop {
             let mut tx = self.driver.begin("purge finished tasks").await?;
             let n = operate::purge_finished_chunk(&mut tx, finished_before_ms).await?;
-            D::commit(tx).await?;
+            commit::<D>(tx).await?;
             purged += n;
             if n < operate::PURGE_CHUNK {
                 return Ok(purged);
@@ -220,14 +227,25 @@ impl<D: SqlDriver> Transaction for SqlTx<D> {
     }
 
     async fn commit(self: Box<Self>) -> Result<(), StoreError> {
-        D::commit(self.tx).await
+        commit::<D>(self.tx).await
     }
 
     async fn rollback(self: Box<Self>) -> Result<(), StoreError> {
-        D::rollback(self.tx).await
+        D::rollback(self.tx).await.map_err(StoreError::database(
+            D::DIALECT.backend(),
+            "roll back a transaction",
+        ))
     }
 
     fn as_any_mut(&mut self) -> &mut dyn Any {
         &mut self.tx
     }
+}
+
+/// Commits `tx`, naming the failure.
+pub(crate) async fn commit<D: SqlDriver>(tx: D::Tx) -> Result<(), StoreError> {
+    D::commit(tx).await.map_err(StoreError::database(
+        D::DIALECT.backend(),
+        "commit a transaction",
+    ))
 }

@@ -4,29 +4,21 @@
 //! (the oldest work) and due tasks are read through their partial indexes, in claim order,
 //! and claimed in one `UPDATE … RETURNING`, their attempts recorded.
 
-use coordinator::id::now_ms;
 use coordinator::store::StoreError;
 use coordinator::task::{ClaimedTask, LOST_CHAIN, LOST_LAST_CHAIN};
 use coordinator_sql::tasks::claim::{
-    ACTION, CLAIMED_COLUMNS, claimed_from_row, log_reaped, log_recovered, push_due, push_exhausted,
-    push_expired, push_queues,
+    ACTION, CLAIMED_COLUMNS, Claim, claimed_from_row, log_reaped, log_recovered, push_attempts,
+    push_due, push_exhausted, push_expired, push_queues,
 };
 use coordinator_sql::{Arg, SqlConn, ms_to_db};
 use uuid::Uuid;
 
 use crate::writer::Tx;
 
-/// Claims up to `limit` tasks for `worker_id` in the transaction `tx`.
-pub(crate) async fn claim(
-    tx: &mut Tx,
-    worker_id: &str,
-    queues: &[String],
-    limit: usize,
-    lease_ms: u64,
-) -> Result<Vec<ClaimedTask>, StoreError> {
-    let now_u = now_ms();
-    let now = ms_to_db(now_u);
-    let lease_until = now_u.saturating_add(lease_ms);
+/// Claims tasks in the transaction `tx`.
+pub(crate) async fn claim(tx: &mut Tx, claim: Claim<'_>) -> Result<Vec<ClaimedTask>, StoreError> {
+    let (worker_id, queues, limit) = (claim.worker, claim.queues, claim.limit);
+    let (now, lease_until) = (claim.times.now, claim.times.lease_until_ms);
     reap_exhausted(tx, queues, now).await?;
 
     // Running tasks whose lease expired come first (they are the oldest), then due tasks, each
@@ -125,17 +117,7 @@ async fn reap_exhausted(tx: &mut Tx, queues: &[String], now: i64) -> Result<(), 
         .push(", error_chain = ")
         .bind(Arg::Text(LOST_CHAIN.to_owned()))
         .push(" WHERE finished_at_ms IS NULL AND (");
-    for (i, (id, attempt)) in exhausted.iter().enumerate() {
-        if i > 0 {
-            attempts.push(" OR ");
-        }
-        attempts
-            .push("(task_id = ")
-            .bind(Arg::Id(*id))
-            .push(" AND attempt = ")
-            .bind(Arg::Int(*attempt))
-            .push(")");
-    }
+    push_attempts(&mut attempts, exhausted.iter().copied());
     attempts.push(")");
     tx.execute(ACTION, &attempts).await?;
     let mut dead = tx.sql(

@@ -2,10 +2,10 @@
 
 use coordinator::store::StoreError;
 use coordinator_sql::conn::{column_error, parse_id};
-use coordinator_sql::{Arg, Dialect, RowMap, RowRead, Sql, SqlConn};
+use coordinator_sql::{Arg, Dialect, RowRead, Sql};
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
-use sqlx::{Executor as _, Row, Sqlite, SqliteConnection};
+use sqlx::{Row, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
 use crate::writer::{Tx, WriteGuard};
@@ -59,62 +59,8 @@ pub(crate) fn query(sql: &Sql) -> sqlx::query::Query<'_, Sqlite, SqliteArguments
     q
 }
 
-async fn execute(conn: &mut SqliteConnection, sql: &Sql) -> Result<u64, sqlx::Error> {
-    Ok(query(sql).execute(conn).await?.rows_affected())
-}
-
-async fn fetch<T>(
-    conn: &mut SqliteConnection,
-    sql: &Sql,
-    map: RowMap<'_, T>,
-) -> Result<Result<Vec<T>, StoreError>, sqlx::Error> {
-    let rows = query(sql).fetch_all(conn).await?;
-    Ok(rows.iter().map(|row| map(&Lite(row))).collect())
-}
-
-/// Runs several statements (`raw_sql`'s generic `execute` trips the compiler's check that the
-/// future is `Send`; the executor's own method does not).
-async fn script(conn: &mut SqliteConnection, sql: &str) -> Result<(), sqlx::Error> {
-    conn.execute(sqlx::raw_sql(sql)).await.map(drop)
-}
-
-impl SqlConn for Conn {
-    fn dialect(&self) -> Dialect {
-        Dialect::Sqlite
-    }
-    async fn execute_raw(&mut self, sql: &Sql) -> Result<u64, sqlx::Error> {
-        execute(self.raw(), sql).await
-    }
-    async fn fetch_raw<T: Send>(
-        &mut self,
-        sql: &Sql,
-        map: RowMap<'_, T>,
-    ) -> Result<Result<Vec<T>, StoreError>, sqlx::Error> {
-        fetch(self.raw(), sql, map).await
-    }
-    async fn execute_script(&mut self, sql: &str) -> Result<(), sqlx::Error> {
-        script(self.raw(), sql).await
-    }
-}
-
-impl SqlConn for Tx {
-    fn dialect(&self) -> Dialect {
-        Dialect::Sqlite
-    }
-    async fn execute_raw(&mut self, sql: &Sql) -> Result<u64, sqlx::Error> {
-        execute(self.connection(), sql).await
-    }
-    async fn fetch_raw<T: Send>(
-        &mut self,
-        sql: &Sql,
-        map: RowMap<'_, T>,
-    ) -> Result<Result<Vec<T>, StoreError>, sqlx::Error> {
-        fetch(self.connection(), sql, map).await
-    }
-    async fn execute_script(&mut self, sql: &str) -> Result<(), sqlx::Error> {
-        script(self.connection(), sql).await
-    }
-}
+coordinator_sql::impl_sql_conn!(Conn, Dialect::Sqlite, query, Lite, |this| this.raw());
+coordinator_sql::impl_sql_conn!(Tx, Dialect::Sqlite, query, Lite, |this| this.connection());
 
 /// A SQLite row, read by column name.
 struct Lite<'r>(&'r SqliteRow);

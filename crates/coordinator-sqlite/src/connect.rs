@@ -8,6 +8,8 @@ use coordinator::store::{StoreError, redact_url};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool};
 
+use coordinator_sql::conn::pool_options;
+
 use crate::NAME;
 use crate::writer::{BUSY_TIMEOUT, Writer};
 
@@ -24,9 +26,6 @@ impl Pools {
         self.read.close().await;
     }
 }
-
-/// A connection idle for this long is checked (pinged) before it is used again.
-const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
 
 /// Opens the database at `url` now: the writer first (it creates the file and sets WAL mode
 /// before readers open it), then one reader.
@@ -65,21 +64,7 @@ pub(crate) fn open_lazy(url: &str, max_connections: u32) -> Result<Pools, StoreE
         });
     }
     let options = options(url)?;
-    // sqlx pings a connection before handing it out; that is a round trip to SQLite's
-    // connection thread on every operation, for nothing when the connection was in use a
-    // moment ago. Only connections idle for a second or more are pinged.
-    let read = sqlx::pool::PoolOptions::<Sqlite>::new()
-        .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for >= PING_IDLE_AFTER {
-                    sqlx::Connection::ping(conn).await?;
-                }
-                Ok(true)
-            })
-        })
-        .max_connections(max_connections.max(1))
-        .connect_lazy_with(options.clone());
+    let read = pool_options::<Sqlite>(max_connections).connect_lazy_with(options.clone());
     // Only the writer sets WAL mode (it persists in the file): a reader that switched the
     // journal mode while the writer was creating the file could fail with "database is locked".
     let mut writer_options = options.journal_mode(SqliteJournalMode::Wal);

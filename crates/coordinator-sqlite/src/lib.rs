@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex};
 use coordinator::migration::{AppliedMigration, Planned, Recorded};
 use coordinator::store::{Store, StoreError};
 use coordinator::task::{ClaimedTask, NewTask};
+use coordinator_sql::tasks::claim::Claim;
 use coordinator_sql::{Dialect, SqlDriver, SqlStore};
 use sqlx::SqlitePool;
 use uuid::Uuid;
@@ -121,36 +122,28 @@ impl SqlDriver for SqliteDriver {
         self.pools.write.begin(action).await
     }
 
-    async fn commit(tx: Tx) -> Result<(), StoreError> {
-        tx.commit()
-            .await
-            .map_err(StoreError::database(NAME, "commit a transaction"))
+    async fn commit(tx: Tx) -> Result<(), sqlx::Error> {
+        tx.commit().await
     }
 
-    async fn rollback(tx: Tx) -> Result<(), StoreError> {
-        tx.rollback()
-            .await
-            .map_err(StoreError::database(NAME, "roll back a transaction"))
+    async fn rollback(tx: Tx) -> Result<(), sqlx::Error> {
+        tx.rollback().await
     }
 
     async fn enqueue(&self, task: &NewTask) -> Result<Uuid, StoreError> {
         enqueue::enqueue(&self.pools, &self.pending, task).await
     }
 
-    async fn claim(
-        &self,
-        worker: &str,
-        queues: &[String],
-        limit: usize,
-        lease_ms: u64,
-    ) -> Result<Vec<ClaimedTask>, StoreError> {
+    async fn claim(&self, claim: Claim<'_>) -> Result<Vec<ClaimedTask>, StoreError> {
         let mut tx = self
             .pools
             .write
             .begin(coordinator_sql::tasks::claim::ACTION)
             .await?;
-        let claimed = claim::claim(&mut tx, worker, queues, limit, lease_ms).await?;
-        Self::commit(tx).await?;
+        let claimed = claim::claim(&mut tx, claim).await?;
+        tx.commit()
+            .await
+            .map_err(StoreError::database(NAME, "commit a claim"))?;
         Ok(claimed)
     }
 

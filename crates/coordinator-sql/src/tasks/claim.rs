@@ -1,16 +1,65 @@
 //! What claiming shares across backends: the conditions of due and expired tasks, the claimed
 //! rows, and the logs of tasks recovered from a stopped worker.
 
+use coordinator::id::now_ms;
 use coordinator::store::StoreError;
 use coordinator::task::ClaimedTask;
 use uuid::Uuid;
 
 use super::rows::to_u32;
 use crate::conn::RowRead;
-use crate::sql::{Arg, Sql};
+use crate::sql::{Arg, Sql, ms_to_db};
 
 /// The name of the claim in errors.
 pub const ACTION: &str = "claim tasks";
+
+/// One claim: who claims, from which queues (every queue when empty), how many at most, and
+/// when.
+#[derive(Clone, Copy, Debug)]
+pub struct Claim<'a> {
+    /// The worker that will hold the leases.
+    pub worker: &'a str,
+    /// The queues to claim from; empty for every queue.
+    pub queues: &'a [String],
+    /// The most tasks to claim.
+    pub limit: usize,
+    /// Now, and when the leases end.
+    pub times: ClaimTimes,
+}
+
+/// The times a claim writes: now, and when the leases it takes end.
+#[derive(Clone, Copy, Debug)]
+pub struct ClaimTimes {
+    /// Now, as stored.
+    pub now: i64,
+    /// When the leases end, in milliseconds since the Unix epoch.
+    pub lease_until_ms: u64,
+}
+
+impl ClaimTimes {
+    /// Now, and leases of `lease_ms` from now.
+    pub fn new(lease_ms: u64) -> Self {
+        let now = now_ms();
+        Self {
+            now: ms_to_db(now),
+            lease_until_ms: now.saturating_add(lease_ms),
+        }
+    }
+}
+
+/// Appends `(task_id = ? AND attempt = ?) OR …` for each `(task, attempt)` (not empty).
+pub fn push_attempts(sql: &mut Sql, attempts: impl IntoIterator<Item = (Uuid, i64)>) {
+    for (i, (id, attempt)) in attempts.into_iter().enumerate() {
+        if i > 0 {
+            sql.push(" OR ");
+        }
+        sql.push("(task_id = ")
+            .bind(Arg::Id(id))
+            .push(" AND attempt = ")
+            .bind(Arg::Int(attempt))
+            .push(")");
+    }
+}
 
 /// Appends ` AND queue IN (…)` unless `queues` is empty (every queue).
 pub fn push_queues(sql: &mut Sql, queues: &[String]) {

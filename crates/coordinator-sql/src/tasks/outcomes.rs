@@ -5,6 +5,7 @@ use coordinator::store::StoreError;
 use coordinator::task::{AttemptStatus, TaskOutcome};
 use uuid::Uuid;
 
+use super::claim::push_attempts;
 use crate::conn::SqlConn;
 use crate::sql::{Arg, Dialect, Sql, ms_to_db};
 
@@ -103,17 +104,10 @@ pub async fn release_tasks<C: SqlConn>(
         .push(" WHERE finished_at_ms IS NULL AND worker = ")
         .bind(Arg::Text(worker_id.to_owned()))
         .push(" AND (");
-    for (i, (id, remaining)) in released.iter().enumerate() {
-        if i > 0 {
-            attempts.push(" OR ");
-        }
-        attempts
-            .push("(task_id = ")
-            .bind(Arg::Id(*id))
-            .push(" AND attempt = ")
-            .bind(Arg::Int(remaining + 1))
-            .push(")");
-    }
+    push_attempts(
+        &mut attempts,
+        released.iter().map(|(id, remaining)| (*id, remaining + 1)),
+    );
     attempts.push(")");
     conn.execute(RELEASE, &attempts).await?;
     Ok(released.len() as u64)
