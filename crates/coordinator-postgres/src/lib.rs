@@ -12,7 +12,7 @@ mod migrate;
 
 use std::str::FromStr;
 
-use coordinator::migration::{AppliedMigration, Planned, Recorded};
+use coordinator::store::migrate::{AppliedMigration, Planned, Recorded};
 use coordinator::store::{Store, StoreError, redact_url};
 use coordinator::task::{ClaimedTask, NewTask};
 use coordinator_sql::conn::pool_options;

@@ -1,8 +1,10 @@
 //! Migrating a PostgreSQL database: the whole run under an advisory lock, so that processes
 //! starting together apply each version once.
 
-use coordinator::migration::{AppliedMigration, Planned, Recorded, pending, warn_if_out_of_order};
 use coordinator::store::StoreError;
+use coordinator::store::migrate::{
+    AppliedMigration, Planned, Recorded, pending, warn_if_out_of_order,
+};
 use coordinator_sql::SqlConn;
 use coordinator_sql::migrate::{apply, read_recorded};
 use coordinator_sql::schema::CREATE_MIGRATIONS_TABLE;

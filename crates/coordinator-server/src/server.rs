@@ -18,8 +18,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use coordinator::dispatch_log::dispatch_log;
-use coordinator::migration::{AppliedMigration, PendingMigration};
 use coordinator::store::Store;
+use coordinator::store::migrate::{AppliedMigration, PendingMigration};
 use coordinator::{
     Coordinator, CoordinatorBuilder, DispatchLogWriter, Extension, StoreError, TaskObserver,
     Validation, WiringError, Worker,

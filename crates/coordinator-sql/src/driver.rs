@@ -4,8 +4,8 @@
 
 use std::future::Future;
 
-use coordinator::migration::{AppliedMigration, Planned, Recorded};
 use coordinator::store::StoreError;
+use coordinator::store::migrate::{AppliedMigration, Planned, Recorded};
 use coordinator::task::{ClaimedTask, NewTask};
 use uuid::Uuid;
 

@@ -3,8 +3,8 @@
 //! (an advisory lock, a write lock) is each backend's own (`migrate.rs` in each).
 
 use coordinator::id::now_ms;
-use coordinator::migration::{Planned, Recorded};
 use coordinator::store::StoreError;
+use coordinator::store::migrate::{Planned, Recorded};
 
 use crate::conn::SqlConn;
 use crate::sql::{Arg, ms_to_db};

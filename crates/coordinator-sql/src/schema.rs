@@ -159,7 +159,7 @@ pub fn framework_migrations(dialect: Dialect) -> Vec<Migration> {
 
 #[cfg(test)]
 mod tests {
-    use coordinator::migration::checksum;
+    use coordinator::store::migrate::checksum;
 
     use super::*;
 

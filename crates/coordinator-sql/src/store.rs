@@ -6,7 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use coordinator::dispatch_log::{DispatchPage, DispatchQuery, StoredDispatch};
 use coordinator::id::now_ms;
-use coordinator::migration::{AppliedMigration, Migration, Planned, Recorded};
+use coordinator::migration::Migration;
+use coordinator::store::migrate::{AppliedMigration, Planned, Recorded};
 use coordinator::store::{Backend, DispatchLogStore, Inbox, StoreError, TaskQueue, Transaction};
 use coordinator::task::{
     ClaimedTask, NewTask, StoredTask, TaskCount, TaskOutcome, TaskPage, TaskQuery,

@@ -28,7 +28,7 @@ mod writer;
 
 use std::sync::{Arc, Mutex};
 
-use coordinator::migration::{AppliedMigration, Planned, Recorded};
+use coordinator::store::migrate::{AppliedMigration, Planned, Recorded};
 use coordinator::store::{Store, StoreError};
 use coordinator::task::{ClaimedTask, NewTask};
 use coordinator_sql::tasks::claim::Claim;

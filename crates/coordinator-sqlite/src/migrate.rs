@@ -1,10 +1,10 @@
 //! Migrating a SQLite database: each migration under the write lock, checked again there, so
 //! that two processes migrating one file apply each version once.
 
-use coordinator::migration::{
+use coordinator::store::StoreError;
+use coordinator::store::migrate::{
     AppliedMigration, Planned, Recorded, check_unchanged, pending, warn_if_out_of_order,
 };
-use coordinator::store::StoreError;
 use coordinator_sql::SqlConn;
 use coordinator_sql::migrate::{apply, read_recorded, recorded_checksum};
 use coordinator_sql::schema::CREATE_MIGRATIONS_TABLE;

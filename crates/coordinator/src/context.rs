@@ -88,8 +88,8 @@ impl Context {
     }
 
     /// A handle on the whole coordinator.
-    pub fn coordinator(&self) -> crate::Coordinator {
-        crate::Coordinator {
+    pub fn coordinator(&self) -> crate::coordinator::Coordinator {
+        crate::coordinator::Coordinator {
             runtime: Arc::clone(&self.runtime),
         }
     }

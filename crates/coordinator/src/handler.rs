@@ -12,7 +12,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::context::Context;
-use crate::dispatch::Sender;
+use crate::dispatch::report::Sender;
 use crate::payload::Payload;
 use crate::state::{FromContext, Requirement};
 

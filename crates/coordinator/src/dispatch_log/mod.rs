@@ -45,7 +45,7 @@ use crate::dispatch::{DispatchObserver, DispatchReport};
 use crate::id::now_ms;
 use crate::store::Store;
 
-mod record;
+pub(crate) mod record;
 
 pub use record::{DispatchPage, DispatchQuery, DispatchStatus, StoredDispatch, StoredHandlerRun};
 

@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::dispatch::{DispatchReport, Outcome};
+use crate::dispatch::report::{DispatchReport, Outcome};
 
 /// One dispatch as stored in the dispatch log.
 ///
@@ -255,7 +255,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::dispatch::{HandlerRun, Sender};
+    use crate::dispatch::report::{HandlerRun, Sender};
     fn report(outcomes: Vec<Outcome>) -> DispatchReport {
         DispatchReport {
             id: Uuid::nil(),

@@ -24,12 +24,14 @@
 //! ```
 
 mod json;
+mod mount;
 mod problem;
 mod route;
 
 pub use json::Json;
+pub use mount::extension_routes;
 pub use problem::{PROBLEM_JSON, Problem};
-pub use route::{Access, Mounts, Route, extension_routes};
+pub use route::{Access, Mounts, Route};
 
 /// What route handlers use from axum, re-exported: extract headers, the raw body, query and
 /// path parameters; answer with a status, headers, any response.

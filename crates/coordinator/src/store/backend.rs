@@ -14,9 +14,12 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::StoreError;
-use crate::dispatch_log::{DispatchPage, DispatchQuery, StoredDispatch};
-use crate::migration::{AppliedMigration, Migration, Planned, Recorded};
-use crate::task::{ClaimedTask, NewTask, StoredTask, TaskCount, TaskOutcome, TaskPage, TaskQuery};
+use super::migrate::{AppliedMigration, Planned, Recorded};
+use crate::dispatch_log::record::{DispatchPage, DispatchQuery, StoredDispatch};
+use crate::migration::Migration;
+use crate::task::record::{
+    ClaimedTask, NewTask, StoredTask, TaskCount, TaskOutcome, TaskPage, TaskQuery,
+};
 
 /// The durable task queue: enqueue, claim under leases, record outcomes, operate.
 ///

@@ -177,7 +177,7 @@ pub enum StoreError {
         /// The task.
         id: uuid::Uuid,
         /// Its state now.
-        state: crate::task::TaskState,
+        state: crate::task::record::TaskState,
         /// The states in which the operation is possible.
         allowed: &'static str,
         /// The operation's past participle (`retried`, `cancelled`).

@@ -25,6 +25,7 @@
 
 mod backend;
 mod error;
+pub mod migrate;
 
 use std::fmt;
 use std::sync::Arc;
@@ -33,9 +34,13 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::dispatch_log::{DispatchPage, DispatchQuery, StoredDispatch};
-use crate::migration::{self, AppliedMigration, Migration, PendingMigration};
-use crate::task::{ClaimedTask, NewTask, StoredTask, TaskCount, TaskOutcome, TaskPage, TaskQuery};
+use crate::dispatch_log::record::{DispatchPage, DispatchQuery, StoredDispatch};
+use crate::migration::Migration;
+
+use crate::task::record::{
+    ClaimedTask, NewTask, StoredTask, TaskCount, TaskOutcome, TaskPage, TaskQuery,
+};
+pub use migrate::{AppliedMigration, PendingMigration};
 
 pub use backend::{Backend, DispatchLogStore, Inbox, TaskQueue, Transaction};
 pub use error::{BoxError, StoreError};
@@ -99,11 +104,11 @@ impl Store {
     ) -> Result<Vec<PendingMigration>, StoreError> {
         let plan = self.plan(migrations)?;
         let recorded = self.backend.recorded_migrations().await?;
-        migration::pending_report(&plan, &recorded)
+        migrate::pending_report(&plan, &recorded)
     }
 
-    fn plan(&self, migrations: &[Migration]) -> Result<Vec<migration::Planned>, StoreError> {
-        migration::plan(
+    fn plan(&self, migrations: &[Migration]) -> Result<Vec<migrate::Planned>, StoreError> {
+        migrate::plan(
             self.backend.name(),
             &self.backend.framework_migrations(),
             migrations,
@@ -237,7 +242,7 @@ impl Store {
         attempt: u32,
         chain: &[String],
         retry_at_ms: Option<u64>,
-        status: crate::task::AttemptStatus,
+        status: crate::task::record::AttemptStatus,
     ) -> Result<bool, StoreError> {
         let chain = chain.to_vec();
         let outcome = match retry_at_ms {

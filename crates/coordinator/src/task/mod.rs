@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 use uuid::Uuid;
 
 pub(crate) mod enqueue;
-mod record;
+pub(crate) mod record;
 
 pub use enqueue::Received;
 

@@ -61,7 +61,7 @@ impl NewTask {
             task: task.into(),
             queue: "default".to_owned(),
             payload: payload_json.into(),
-            max_attempts: crate::task::RetryPolicy::DEFAULT.max_attempts,
+            max_attempts: super::RetryPolicy::DEFAULT.max_attempts,
             run_at_ms: now_ms(),
             unique_key: None,
             origin_dispatch: None,
