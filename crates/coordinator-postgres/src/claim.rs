@@ -5,8 +5,8 @@
 use coordinator::store::StoreError;
 use coordinator::task::{ClaimedTask, LOST_CHAIN, LOST_LAST_CHAIN};
 use coordinator_sql::tasks::claim::{
-    ACTION, Claim, claimed_from_row, log_reaped, log_recovered, push_due, push_exhausted,
-    push_expired, push_queues,
+    ACTION, CLAIMED_COLUMNS, Claim, claimed_from_row, log_reaped, log_recovered, push_due,
+    push_exhausted, push_expired, push_queues,
 };
 use coordinator_sql::{Arg, SqlConn, ms_to_db};
 use uuid::Uuid;
@@ -19,7 +19,8 @@ pub(crate) async fn claim(
     claim: Claim<'_>,
 ) -> Result<Vec<ClaimedTask>, StoreError> {
     let (worker_id, queues, limit) = (claim.worker, claim.queues, claim.limit);
-    let (now, lease_until) = (claim.times.now, claim.times.lease_until_ms);
+    let times = claim.times();
+    let (now, lease_until) = (times.now, times.lease_until_ms);
 
     // Running tasks whose lease expired on their last attempt die here: the task first, then
     // its attempt, in the same order as claiming locks them.
@@ -94,11 +95,8 @@ pub(crate) async fn claim(
         .bind(Arg::Text(worker_id.to_owned()))
         .push(", ")
         .bind(Arg::Int(now))
-        .push(
-            ", 'running' FROM claimed) \
-             SELECT id, task, queue, payload, attempts, max_attempts, origin_dispatch, was \
-             FROM claimed",
-        );
+        .push(", 'running' FROM claimed) ")
+        .push(&format!("SELECT {CLAIMED_COLUMNS}, was FROM claimed"));
     let claimed = conn
         .fetch(ACTION, &sql, &|row| claimed_from_row(row, lease_until))
         .await?;

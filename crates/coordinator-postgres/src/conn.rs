@@ -37,7 +37,7 @@ pub(crate) fn query(sql: &Sql) -> sqlx::query::Query<'_, Postgres, PgArguments> 
             Arg::OptId(id) => q.bind(*id),
         };
     }
-    q
+    q.persistent(sql.persistent)
 }
 
 coordinator_sql::impl_sql_conn!(Conn, Dialect::Postgres, query, Pg, |this| &mut *this.0);

@@ -75,15 +75,13 @@ pub fn server_settings(config: &AppConfig) -> Vec<WiringError> {
         Some(other) => push(
             "[storage] url",
             format!(
-                "the scheme \"{other}\" is not supported; write sqlite://<path> (a local file, \
-                 created on start) or postgres://<user>@<host>:<port>/<database>"
+                "the scheme \"{other}\" is not supported; write {}",
+                crate::storage::supported()
             ),
         ),
         None => push(
             "[storage] url",
-            "is not a URL; write sqlite://<path> (a local file, created on start) or \
-             postgres://<user>@<host>:<port>/<database>"
-                .to_owned(),
+            format!("is not a URL; write {}", crate::storage::supported()),
         ),
     }
 

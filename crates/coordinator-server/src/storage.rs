@@ -5,15 +5,27 @@
 use coordinator::config::StorageConfig;
 use coordinator::store::{Store, StoreError};
 
-/// The URL schemes this binary can open, for messages.
-pub const SCHEMES: &[&str] = &[
-    #[cfg(feature = "sqlite")]
-    "sqlite",
-    #[cfg(feature = "postgres")]
-    "postgres",
-    #[cfg(feature = "postgres")]
-    "postgresql",
-];
+/// The backend that opens URLs of `scheme`, among those this binary was built with.
+fn backend_of(scheme: &str) -> Option<&'static str> {
+    match scheme {
+        #[cfg(feature = "sqlite")]
+        "sqlite" => Some(coordinator_sqlite::NAME),
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => Some(coordinator_postgres::NAME),
+        _ => None,
+    }
+}
+
+/// The URL forms this binary opens, for messages.
+pub fn supported() -> String {
+    let forms: &[&str] = &[
+        #[cfg(feature = "sqlite")]
+        "sqlite://<path> (a local file, created on start)",
+        #[cfg(feature = "postgres")]
+        "postgres://<user>@<host>:<port>/<database>",
+    ];
+    forms.join(" or ")
+}
 
 /// Opens the database `config.url` names with the backend of its scheme. Errors never show
 /// the URL's credentials.
@@ -21,24 +33,29 @@ pub async fn connect(config: &StorageConfig) -> Result<Store, StoreError> {
     let url = config.url.expose();
     let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
     let max_connections = config.max_connections.max(1);
-    match scheme {
-        #[cfg(feature = "sqlite")]
-        "sqlite" => coordinator_sqlite::connect(url, max_connections).await,
-        #[cfg(feature = "postgres")]
-        "postgres" | "postgresql" => coordinator_postgres::connect(url, max_connections).await,
-        _ => Err(StoreError::UnsupportedUrl {
+    let Some(backend) = backend_of(scheme) else {
+        return Err(StoreError::UnsupportedUrl {
             scheme: if url.contains(':') {
                 scheme.to_owned()
             } else {
                 "(none)".to_owned()
             },
-        }),
+            supported: supported(),
+        });
+    };
+    match backend {
+        #[cfg(feature = "sqlite")]
+        coordinator_sqlite::NAME => coordinator_sqlite::connect(url, max_connections).await,
+        #[cfg(feature = "postgres")]
+        _ => coordinator_postgres::connect(url, max_connections).await,
+        #[cfg(not(feature = "postgres"))]
+        _ => unreachable!("backend_of knows only the compiled backends"),
     }
 }
 
 /// Whether this binary has a backend for `scheme`.
 pub fn supports(scheme: &str) -> bool {
-    SCHEMES.contains(&scheme)
+    backend_of(scheme).is_some()
 }
 
 #[cfg(test)]

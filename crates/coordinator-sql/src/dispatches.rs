@@ -141,7 +141,7 @@ fn insert_sql(dialect: Dialect, batch: &[StoredDispatch]) -> Result<Vec<Sql>, St
                 .push(")");
         }
         sql.push(" ON CONFLICT DO NOTHING");
-        statements.push(sql);
+        statements.push(sql.unprepared());
     }
     let runs: Vec<(Uuid, &StoredHandlerRun)> = batch
         .iter()
@@ -162,30 +162,39 @@ fn insert_sql(dialect: Dialect, batch: &[StoredDispatch]) -> Result<Vec<Sql>, St
                 .push(")");
         }
         sql.push(" ON CONFLICT DO NOTHING");
-        statements.push(sql);
+        statements.push(sql.unprepared());
     }
     Ok(statements)
 }
 
-/// A stored dispatch from its row.
+/// A stored dispatch from its row; any column that cannot be read makes it corrupt.
 fn dispatch_from_row(row: &dyn RowRead) -> Result<StoredDispatch, StoreError> {
-    let id = row.id("id").map_err(|e| match e {
+    let as_dispatch = |e: StoreError| match e {
         StoreError::CorruptTask { id, reason } => StoreError::Corrupt { id, reason },
         other => other,
-    })?;
+    };
+    let id = row.id("id").map_err(as_dispatch)?;
     let corrupt = |reason: String| StoreError::Corrupt {
         id: id.to_string(),
         reason,
     };
-    let sent_at_ms = row.int("sent_at_ms")?;
+    let column = |e: StoreError| match e {
+        StoreError::CorruptTask { reason, .. } => corrupt(reason),
+        other => other,
+    };
+    let sent_at_ms = row.int("sent_at_ms").map_err(column)?;
     Ok(StoredDispatch {
         id,
-        signal: row.text("signal")?,
-        sender: row.text("sender")?,
+        signal: row.text("signal").map_err(column)?,
+        sender: row.text("sender").map_err(column)?,
         sent_at_ms: u64::try_from(sent_at_ms)
             .map_err(|_| corrupt(format!("negative sent_at_ms {sent_at_ms}")))?,
-        status: row.text("status")?.parse().map_err(corrupt)?,
-        handlers: serde_json::from_str(&row.text("handlers")?)
+        status: row
+            .text("status")
+            .map_err(column)?
+            .parse()
+            .map_err(corrupt)?,
+        handlers: serde_json::from_str(&row.text("handlers").map_err(column)?)
             .map_err(|e| corrupt(format!("its handlers column is not the expected JSON: {e}")))?,
     })
 }

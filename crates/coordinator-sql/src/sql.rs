@@ -52,6 +52,9 @@ pub struct Sql {
     pub text: String,
     /// Its arguments, in placeholder order.
     pub args: Vec<Arg>,
+    /// Whether the backend may keep it prepared for the next run (statements whose text
+    /// varies with their data, such as multi-row inserts, should not crowd the cache).
+    pub persistent: bool,
 }
 
 impl Sql {
@@ -61,7 +64,14 @@ impl Sql {
             dialect,
             text: text.to_owned(),
             args: Vec::new(),
+            persistent: true,
         }
+    }
+
+    /// The same statement, not kept prepared (its text varies from run to run).
+    pub fn unprepared(mut self) -> Self {
+        self.persistent = false;
+        self
     }
 
     /// Its dialect.

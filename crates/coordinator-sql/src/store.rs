@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::conn::SqlConn;
 use crate::driver::SqlDriver;
-use crate::tasks::claim::{Claim, ClaimTimes};
+use crate::tasks::claim::Claim;
 use crate::tasks::{enqueue, listing, operate, outcomes};
 use crate::{dispatches, inbox, schema};
 
@@ -67,7 +67,7 @@ impl<D: SqlDriver> TaskQueue for SqlStore<D> {
             worker,
             queues,
             limit,
-            times: ClaimTimes::new(lease_ms),
+            lease_ms,
         };
         self.driver.claim(claim).await
     }

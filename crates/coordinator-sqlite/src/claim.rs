@@ -18,7 +18,8 @@ use crate::writer::Tx;
 /// Claims tasks in the transaction `tx`.
 pub(crate) async fn claim(tx: &mut Tx, claim: Claim<'_>) -> Result<Vec<ClaimedTask>, StoreError> {
     let (worker_id, queues, limit) = (claim.worker, claim.queues, claim.limit);
-    let (now, lease_until) = (claim.times.now, claim.times.lease_until_ms);
+    let times = claim.times();
+    let (now, lease_until) = (times.now, times.lease_until_ms);
     reap_exhausted(tx, queues, now).await?;
 
     // Running tasks whose lease expired come first (they are the oldest), then due tasks, each

@@ -56,7 +56,7 @@ pub(crate) fn query(sql: &Sql) -> sqlx::query::Query<'_, Sqlite, SqliteArguments
             Arg::OptId(id) => q.bind(id.map(|id| id.hyphenated().to_string())),
         };
     }
-    q
+    q.persistent(sql.persistent)
 }
 
 coordinator_sql::impl_sql_conn!(Conn, Dialect::Sqlite, query, Lite, |this| this.raw());

@@ -137,21 +137,21 @@ impl Tx {
     }
 
     /// Commits (or rolls back) and gives the writer back, for the next transaction.
+    ///
+    /// The guard stays in the transaction until the database has answered: if this future is
+    /// dropped half-way (a request cut off by its timeout), `Drop` still queues the rollback
+    /// sqlx expects, so the writer never stays inside a transaction.
     pub(crate) async fn finish(mut self, commit: bool) -> Result<WriteGuard, sqlx::Error> {
-        let mut conn = self
+        let conn = self.connection();
+        if commit {
+            <Sqlite as sqlx::Database>::TransactionManager::commit(conn).await?;
+        } else {
+            <Sqlite as sqlx::Database>::TransactionManager::rollback(conn).await?;
+        }
+        Ok(self
             .conn
             .take()
-            .expect("a transaction is open until it ends");
-        let ended = if commit {
-            <Sqlite as sqlx::Database>::TransactionManager::commit(&mut conn).await
-        } else {
-            <Sqlite as sqlx::Database>::TransactionManager::rollback(&mut conn).await
-        };
-        if ended.is_err() {
-            // Still open: roll back before the next holder's statements.
-            <Sqlite as sqlx::Database>::TransactionManager::start_rollback(&mut conn);
-        }
-        ended.map(|()| conn)
+            .expect("a transaction is open until it ends"))
     }
 }
 

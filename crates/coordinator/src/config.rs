@@ -59,12 +59,12 @@ pub struct Config {
     /// `[extension.<name>]`: each extension's own settings, read by the extension's settings type.
     #[serde(default)]
     pub extension: BTreeMap<String, toml::Table>,
-    /// The sections the framework does not read: the host application's own (`[server]`,
-    /// `[auth]` and `[log]` of the `coordinator` binary), which it reads with
-    /// [`ConfigSource::sections`]. Parsing refuses a section that neither the framework nor the
-    /// host named ([`ConfigSource::framework`]).
-    #[serde(flatten)]
-    pub host: toml::Table,
+    /// The sections the framework does not read, while parsing: the host application's own
+    /// (`[server]`, `[auth]` and `[log]` of the `coordinator` binary), which it reads itself
+    /// with [`ConfigSource::sections`]. [`ConfigSource::framework`] refuses a section that
+    /// neither names, then drops them: they may hold secrets the framework must not keep.
+    #[serde(flatten, skip_serializing)]
+    pub(crate) host: toml::Table,
 }
 
 /// `[extensions]`.
@@ -406,7 +406,7 @@ impl Config {
 /// let config = source.framework(&["server"]).unwrap();
 /// let host: Host = source.sections().unwrap();
 /// assert_eq!(host.server.bind.as_deref(), Some("0.0.0.0:1"));
-/// assert!(config.host.contains_key("server"));
+/// assert!(!format!("{config:?}").contains("0.0.0.0:1"), "the framework keeps none of it");
 /// assert!(source.framework(&[]).unwrap_err().to_string().contains("unknown section `server`"));
 /// ```
 #[derive(Debug, Clone)]
@@ -448,7 +448,7 @@ impl ConfigSource {
     /// among `host_sections` (the host application reads them with [`ConfigSource::sections`]);
     /// any other is refused, naming the variable that set it if one did.
     pub fn framework(&self, host_sections: &[&str]) -> Result<Config, ConfigError> {
-        let config: Config = self.deserialize()?;
+        let mut config: Config = self.deserialize()?;
         if let Some(unknown) = config
             .host
             .keys()
@@ -480,6 +480,7 @@ impl ConfigSource {
                 ),
             });
         }
+        config.host.clear();
         Ok(config)
     }
 
@@ -720,6 +721,21 @@ mod host_tests {
             ok.sections::<Host>().unwrap().server.bind.as_deref(),
             Some("x")
         );
+    }
+
+    #[test]
+    fn the_framework_sections_are_the_fields_of_config() {
+        let value = toml::Value::try_from(Config::default()).unwrap();
+        let mut fields: Vec<&str> = value
+            .as_table()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut listed = FRAMEWORK_SECTIONS.to_vec();
+        fields.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(fields, listed);
     }
 
     #[test]

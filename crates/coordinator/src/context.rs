@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::dispatch::{self, DispatchObserver, DispatchReport, Sender};
 use crate::extension::Declarations;
 use crate::filter::{self, Filter, FilterError, FilterRun};
-use crate::http::Mounts;
+use crate::http::route::Mounts;
 use crate::payload::Payload;
 use crate::signal::Signal;
 use crate::store::{Store, StoreTx};

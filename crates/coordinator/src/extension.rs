@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::filter::{ErasedStep, Filter, IntoStep};
 use crate::handler::{ErasedHandler, IntoHandler, TypeInfo};
-use crate::http::Route;
+use crate::http::route::Route;
 use crate::migration::Migration;
 use crate::payload::Payload;
 use crate::signal::Signal;

@@ -82,7 +82,7 @@ pub use filter::{Filter, FilterError, FilterRun, Flow, StepError, StepResult};
 pub use handler::{Event, HandlerError, HandlerResult, Summary};
 pub use payload::{Payload, Personal};
 pub use signal::Signal;
-pub use state::{FromContext, State};
+pub use state::{FromContext, Requirement, State};
 pub use store::{Store, StoreError, StoreTx};
 pub use wiring::{Validation, WiringError, WiringWarning};
 pub use worker::{TaskObserver, Worker};

@@ -90,6 +90,16 @@ pub struct Requirement {
     pub(crate) name: &'static str,
 }
 
+impl Requirement {
+    /// The extension must register a value of type `T`.
+    pub fn of<T: 'static>() -> Self {
+        Self {
+            id: TypeId::of::<T>(),
+            name: std::any::type_name::<T>(),
+        }
+    }
+}
+
 /// What a handler, filter step or task can take besides its input: its extension's
 /// [`State`], or its [`Context`].
 pub trait FromContext: Sized + Send + 'static {
@@ -102,10 +112,7 @@ pub trait FromContext: Sized + Send + 'static {
 
 impl<T: Clone + Send + Sync + 'static> FromContext for State<T> {
     fn requirement() -> Option<Requirement> {
-        Some(Requirement {
-            id: TypeId::of::<T>(),
-            name: std::any::type_name::<T>(),
-        })
+        Some(Requirement::of::<T>())
     }
 
     fn from_context(context: &Context) -> Result<Self, HandlerError> {

@@ -18,7 +18,6 @@ const LAYERS: &[(&str, &[&str])] = &[
             "dispatch/report",
             "task/record",
             "dispatch_log/record",
-            "http/mod",
             "http/route",
         ],
     ),
@@ -138,10 +137,29 @@ fn code_of(text: &str) -> String {
     code
 }
 
-/// The `crate::a` or `crate::a::b` paths `text` uses in code.
-fn crate_paths(text: &str) -> Vec<String> {
+/// The `crate::a` or `crate::a::b` paths `text` (the file `file`) uses in code, and the
+/// module its `super::` paths name.
+fn crate_paths(file: &str, text: &str) -> Vec<String> {
     let code = code_of(text);
     let mut paths = Vec::new();
+    // `a/b.rs` and `a/mod.rs`'s children reach `a` through `super::`, and `a/c.rs` through
+    // `super::c::`.
+    let parent = match file.rsplit_once('/') {
+        Some((dir, "mod")) => dir.rsplit_once('/').map_or("lib", |(up, _)| up).to_owned(),
+        Some((dir, _)) => dir.to_owned(),
+        None => "lib".to_owned(),
+    };
+    let mut rest = code.as_str();
+    while let Some(at) = rest.find("super::") {
+        rest = &rest[at + "super::".len()..];
+        let next: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+            .collect();
+        let sibling = format!("{parent}/{next}");
+        let named = rest[next.len()..].starts_with("::") && !next.is_empty();
+        paths.push(if named { sibling } else { parent.clone() });
+    }
     for line in code.lines() {
         let mut rest = line;
         while let Some(at) = rest.find("crate::") {
@@ -163,7 +181,17 @@ fn crate_paths(text: &str) -> Vec<String> {
             // `crate::task::record::X` is the record module; `crate::task::X` the task module.
             let module = match parts.as_slice() {
                 [first, second, ..]
-                    if matches!(*second, "record" | "report" | "run" | "enqueue") =>
+                    if matches!(
+                        *second,
+                        "record"
+                            | "report"
+                            | "run"
+                            | "enqueue"
+                            | "route"
+                            | "mount"
+                            | "json"
+                            | "problem"
+                    ) =>
                 {
                     format!("{first}/{second}")
                 }
@@ -180,10 +208,14 @@ fn crate_paths(text: &str) -> Vec<String> {
 
 /// The file a module path names (`task` → `task/mod`, `id` → `id`).
 fn file_of(module: &str, files: &BTreeMap<String, String>) -> String {
-    if files.contains_key(module) {
+    if files.contains_key(module) || module == "lib" {
         module.to_owned()
-    } else {
+    } else if files.contains_key(&format!("{module}/mod")) {
         format!("{module}/mod")
+    } else {
+        // `super::Item` where `super` is `a/b`: the item is in `a/b.rs`... or a module path
+        // that is not a file: name it as it is.
+        module.to_owned()
     }
 }
 
@@ -230,7 +262,7 @@ fn every_file_of_the_core_has_a_layer_and_uses_only_what_its_layer_may() {
             .iter()
             .find(|(l, _)| *l == name)
             .map_or(&[][..], |(_, m)| m);
-        for module in crate_paths(text) {
+        for module in crate_paths(file, text) {
             if module.starts_with("(root)") {
                 problems.push(format!(
                     "{file}.rs uses {module}: name the module the item is in instead"
@@ -286,6 +318,25 @@ fn dependencies(crate_dir: &str) -> toml::Table {
         .and_then(|d| d.as_table())
         .cloned()
         .unwrap_or_default()
+}
+
+#[test]
+fn an_extension_depends_on_the_framework_only() {
+    let demo = dependencies("../extensions/demo");
+    assert!(demo.contains_key("coordinator"));
+    for name in [
+        "sqlx",
+        "axum",
+        "coordinator-sql",
+        "coordinator-sqlite",
+        "coordinator-postgres",
+        "coordinator-server",
+    ] {
+        assert!(
+            !demo.contains_key(name),
+            "the demo extension depends on {name}"
+        );
+    }
 }
 
 #[test]

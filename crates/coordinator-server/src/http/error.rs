@@ -101,6 +101,7 @@ impl ApiError {
             ApiError::Store(
                 StoreError::TaskState { .. } | StoreError::DuplicatePendingTask { .. },
             ) => StatusCode::CONFLICT,
+            ApiError::Store(e) if e.is_database() => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -124,7 +125,7 @@ impl ApiError {
                     _ => problem,
                 }
             }
-            ApiError::Store(e) => Problem::internal(e),
+            ApiError::Store(e) => Problem::from_store(e),
             ApiError::BodyTooLarge { limit } => Problem::new(self.status(), self.to_string())
                 .with("limit_bytes", *limit)
                 .with("setting", "[server] body_limit_bytes"),

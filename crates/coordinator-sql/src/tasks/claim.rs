@@ -14,7 +14,7 @@ use crate::sql::{Arg, Sql, ms_to_db};
 pub const ACTION: &str = "claim tasks";
 
 /// One claim: who claims, from which queues (every queue when empty), how many at most, and
-/// when.
+/// for how long.
 #[derive(Clone, Copy, Debug)]
 pub struct Claim<'a> {
     /// The worker that will hold the leases.
@@ -23,8 +23,16 @@ pub struct Claim<'a> {
     pub queues: &'a [String],
     /// The most tasks to claim.
     pub limit: usize,
-    /// Now, and when the leases end.
-    pub times: ClaimTimes,
+    /// How long the leases last, in milliseconds.
+    pub lease_ms: u64,
+}
+
+impl Claim<'_> {
+    /// Now, and when the leases end: read once the claim holds its connection, so that the
+    /// wait for it does not shorten the leases.
+    pub fn times(&self) -> ClaimTimes {
+        ClaimTimes::new(self.lease_ms)
+    }
 }
 
 /// The times a claim writes: now, and when the leases it takes end.

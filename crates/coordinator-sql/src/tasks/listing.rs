@@ -34,15 +34,7 @@ pub async fn list_tasks<C: SqlConn>(
     sql.push(" ORDER BY id DESC LIMIT ")
         .bind(Arg::Int(i64::from(limit)));
     let items = conn.fetch(ACTION, &sql, &task_from_row).await?;
-    let full = items.len() >= limit as usize;
-    Ok(TaskPage {
-        next_before: if full {
-            items.last().map(|t| t.id)
-        } else {
-            None
-        },
-        items,
-    })
+    Ok(TaskPage::from_items(items, limit))
 }
 
 /// One task, by id, with every attempt.

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::Problem;
+use super::problem::Problem;
 use crate::context::Context;
 use crate::state::{State, missing_state};
 

@@ -23,10 +23,10 @@
 //! assert_eq!(route.path(), "/ping");
 //! ```
 
-mod json;
-mod mount;
-mod problem;
-mod route;
+pub(crate) mod json;
+pub(crate) mod mount;
+pub(crate) mod problem;
+pub(crate) mod route;
 
 pub use json::Json;
 pub use mount::extension_routes;

@@ -145,13 +145,20 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> String {
 const RETRY_AFTER_SECS: u32 = 1;
 
 impl From<StoreError> for Problem {
-    /// The database did not answer: 503 with `Retry-After` (nothing was done, try again); a
-    /// task that does not exist: 404; a task in the wrong state: 409; anything else: 500. The
-    /// error is logged; the answer names no internals.
+    /// See [`Problem::from_store`].
     fn from(error: StoreError) -> Self {
-        match &error {
+        Problem::from_store(&error)
+    }
+}
+
+impl Problem {
+    /// The answer to a store's failure: the database did not answer, 503 with `Retry-After`
+    /// (nothing was done, try again); a task that does not exist, 404; a task in the wrong
+    /// state, 409; anything else, 500. The error is logged; the answer names no internals.
+    pub fn from_store(error: &StoreError) -> Self {
+        match error {
             e if e.is_database() => {
-                tracing::error!(error = %chain(&error), "the database did not take a request's work");
+                tracing::error!(error = %chain(error), "the database did not take a request's work");
                 Problem::unavailable(
                     "the coordinator could not store this request's work (its database did not \
                      answer); nothing was done: send the request again",
@@ -162,7 +169,7 @@ impl From<StoreError> for Problem {
             StoreError::TaskState { .. } | StoreError::DuplicatePendingTask { .. } => {
                 Problem::new(StatusCode::CONFLICT, error.to_string())
             }
-            _ => Problem::internal(&error),
+            _ => Problem::internal(error),
         }
     }
 }
@@ -174,6 +181,14 @@ impl From<EnqueueError> for Problem {
     fn from(error: EnqueueError) -> Self {
         match error {
             EnqueueError::Store { source, .. } if source.is_database() => source.into(),
+            EnqueueError::NoStore { .. } => {
+                tracing::error!(error = %error, "a route enqueued with no store");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the coordinator has no storage, so this request's work cannot be kept; the \
+                     error is logged with this request's id",
+                )
+            }
             other => Problem::internal(&other),
         }
     }

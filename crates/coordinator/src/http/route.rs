@@ -160,8 +160,7 @@ impl Route {
 pub struct Mounts {
     /// Mount paths by extension name, instead of `/api/<extension>`.
     pub custom: std::collections::BTreeMap<String, String>,
-    /// Where the host configures `custom`, as messages name it (the coordinator binary:
-    /// `[server.mounts]`).
+    /// Where the host configures `custom`, as messages name it (a configuration key).
     pub configured_at: &'static str,
     /// Paths the host serves itself: no extension may be mounted on or under them.
     pub reserved: Vec<&'static str>,

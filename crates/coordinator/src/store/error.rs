@@ -7,14 +7,16 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// `[storage] url` names a database the coordinator cannot use.
+    /// `[storage] url` names a database this binary has no backend for.
     #[error(
         "unsupported storage url scheme \"{scheme}\": set [storage] url (or COORDINATOR__STORAGE__URL) \
-         to sqlite://<path> (a local file, created on start) or postgres://<user>@<host>:<port>/<database>"
+         to one of: {supported}"
     )]
     UnsupportedUrl {
         /// The scheme found (the text before `:`), never the whole URL: it may hold a password.
         scheme: String,
+        /// The URL forms the binary's backends open, for the message.
+        supported: String,
     },
 
     /// `[storage] url` has a supported scheme but could not be parsed.
@@ -31,9 +33,9 @@ pub enum StoreError {
         source: BoxError,
     },
 
-    /// The folder of the SQLite file could not be created.
+    /// The folder of a database file could not be created.
     #[error(
-        "cannot create the folder {path} for the SQLite database: {source}; create it yourself or \
+        "cannot create the folder {path} for the database: {source}; create it yourself or \
          point [storage] url at a writable location"
     )]
     CreateDir {
@@ -71,7 +73,8 @@ pub enum StoreError {
         source: BoxError,
     },
 
-    /// A write waited too long for SQLite's one writer connection.
+    /// A write waited too long for the backend's one writer connection (a backend that writes
+    /// through one connection, such as SQLite).
     #[error(
         "could not {action} in the {backend} database: the writer connection stayed busy for \
          {waited_ms} ms; a transaction (StoreTx) held it that long, or waited inside it for a \
@@ -235,6 +238,7 @@ mod tests {
     fn unsupported_url_names_both_accepted_forms() {
         let e = StoreError::UnsupportedUrl {
             scheme: "mysql".into(),
+            supported: "sqlite://<path>, postgres://<user>@<host>:<port>/<database>".into(),
         }
         .to_string();
         assert!(e.contains("\"mysql\""), "{e}");

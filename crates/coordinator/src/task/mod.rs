@@ -100,8 +100,11 @@ pub struct RetryPolicy {
 
 impl RetryPolicy {
     /// The default: 5 attempts, waits from 1 s doubling up to 5 min.
-    pub const DEFAULT: Self =
-        Self::exponential(5, Duration::from_secs(1), Duration::from_secs(300));
+    pub const DEFAULT: Self = Self::exponential(
+        record::DEFAULT_MAX_ATTEMPTS,
+        Duration::from_secs(1),
+        Duration::from_secs(300),
+    );
 
     /// `max_attempts` attempts with exponential backoff from `initial` up to `max`.
     pub const fn exponential(max_attempts: u32, initial: Duration, max: Duration) -> Self {

@@ -61,7 +61,7 @@ impl NewTask {
             task: task.into(),
             queue: "default".to_owned(),
             payload: payload_json.into(),
-            max_attempts: super::RetryPolicy::DEFAULT.max_attempts,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
             run_at_ms: now_ms(),
             unique_key: None,
             origin_dispatch: None,
@@ -356,6 +356,22 @@ pub struct TaskPage {
     pub next_before: Option<Uuid>,
 }
 
+impl TaskPage {
+    /// The page made of the rows a list query returned, when it asked for `limit` of them: a
+    /// full page points at the next one.
+    pub fn from_items(items: Vec<StoredTask>, limit: u32) -> Self {
+        let full = items.len() >= limit as usize;
+        TaskPage {
+            next_before: if full {
+                items.last().map(|t| t.id)
+            } else {
+                None
+            },
+            items,
+        }
+    }
+}
+
 /// How many tasks of one queue are in one state (for queue-depth metrics).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct TaskCount {
@@ -416,6 +432,9 @@ impl TaskOutcome {
         }
     }
 }
+
+/// How many attempts a task has unless its policy says otherwise (the first included).
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 
 /// The error chain recorded on an attempt whose lease expired.
 pub const LOST_CHAIN: &str = "[\"the worker running this attempt stopped renewing its lease (it \

@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::extension::Declarations;
 use crate::filter::ErasedStep;
 use crate::handler::ErasedHandler;
-use crate::http::Mounts;
+use crate::http::route::Mounts;
 use crate::task::{ErasedTask, RetryPolicy};
 
 /// Validates `config` against `decls` and, when there is no error, compiles the wiring.

@@ -5,7 +5,7 @@ use rustc_hash::FxHashSet;
 
 use super::WiringError;
 use crate::extension::{Declarations, ExtensionDecl};
-use crate::http::{Mounts, Route};
+use crate::http::route::{Mounts, Route};
 use crate::names;
 
 /// Checks the mounts, then each enabled extension's routes.
