@@ -12,11 +12,13 @@ mod migrate;
 
 use std::str::FromStr;
 
+use coordinator::dispatch_log::DurableDispatch;
 use coordinator::store::migrate::{AppliedMigration, Planned, Recorded};
 use coordinator::store::{Store, StoreError, redact_url};
 use coordinator::task::{ClaimedTask, NewTask};
 use coordinator_sql::conn::pool_options;
 use coordinator_sql::tasks::claim::Claim;
+use coordinator_sql::tasks::enqueue::{DISPATCH_ACTION, insert_dispatch};
 use coordinator_sql::{Dialect, SqlDriver, SqlStore};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool, Postgres};
@@ -125,6 +127,14 @@ impl SqlDriver for PostgresDriver {
 
     async fn enqueue(&self, task: &NewTask) -> Result<Uuid, StoreError> {
         enqueue::enqueue(&self.pool, &self.kept, task).await
+    }
+
+    async fn enqueue_dispatch(&self, dispatch: &DurableDispatch) -> Result<(), StoreError> {
+        let mut tx = self.begin(DISPATCH_ACTION).await?;
+        insert_dispatch(&mut tx, dispatch).await?;
+        tx.0.commit()
+            .await
+            .map_err(StoreError::database(NAME, DISPATCH_ACTION))
     }
 
     async fn claim(&self, claim: Claim<'_>) -> Result<Vec<ClaimedTask>, StoreError> {

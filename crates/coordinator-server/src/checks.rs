@@ -85,6 +85,9 @@ pub fn server_settings(config: &AppConfig) -> Vec<WiringError> {
         ),
     }
 
+    if let Some(problem) = crate::logging::level_problem(&config.log.level) {
+        push("[log] level", problem);
+    }
     auth_settings(&config.auth, &mut push);
     errors
 }

@@ -37,6 +37,7 @@ pub mod commands;
 pub mod config;
 pub mod extensions;
 pub mod http;
+pub mod listener;
 pub mod logging;
 pub mod queue;
 pub mod server;

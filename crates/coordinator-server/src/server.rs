@@ -22,7 +22,7 @@ use coordinator::store::Store;
 use coordinator::store::migrate::{AppliedMigration, PendingMigration};
 use coordinator::{
     Coordinator, CoordinatorBuilder, DispatchLogWriter, Extension, StoreError, TaskObserver,
-    Validation, WiringError, Worker,
+    Validation, WiringError, Worker, WorkerHealth,
 };
 use tokio::net::TcpListener;
 use tracing::{error, info, warn};
@@ -104,6 +104,7 @@ impl Validated {
             metrics,
             auth: Arc::new(auth),
             config: Arc::new(config),
+            worker_health: WorkerHealth::default(),
             dispatch_log_writer: writer,
         })
     }
@@ -122,6 +123,9 @@ pub struct Prepared {
     pub auth: Arc<Auth>,
     /// The configuration (with the server's own sections).
     pub config: Arc<AppConfig>,
+    /// The health of the worker this process runs (embedded in `serve`, or `coordinator
+    /// worker`), which `/ready` reports.
+    pub worker_health: WorkerHealth,
     /// The dispatch log writer to run, unless `[dispatch_log] enabled = false`.
     pub dispatch_log_writer: Option<DispatchLogWriter>,
 }
@@ -136,6 +140,11 @@ impl Prepared {
             auth: Arc::clone(&self.auth),
             config: Arc::clone(&self.config),
             migrations: self.coordinator.migrations().into(),
+            worker: self
+                .config
+                .worker
+                .embedded
+                .then(|| self.worker_health.clone()),
         }
     }
 }
@@ -177,10 +186,10 @@ pub enum ServeError {
     /// The server failed while serving.
     #[error("the HTTP server failed: {0}")]
     Serve(std::io::Error),
-    /// The database lacks migrations (`coordinator worker` does not apply them).
+    /// The database lacks migrations (`coordinator worker` and `coordinator tasks` do not apply them).
     #[error(
         "the database is not migrated: {} migration(s) pending ({}); run `coordinator migrate` \
-         (or start `coordinator serve`, which migrates), then start the worker again",
+         (or start `coordinator serve`, which migrates), then run this command again",
         .0.len(),
         .0.iter().map(|m| format!("{}/{} {}", m.extension, m.version, m.name)).collect::<Vec<_>>().join(", ")
     )]
@@ -212,13 +221,14 @@ pub async fn serve(
     info!(backend = %store.backend(), "listening on http://{local}");
 
     let (begin_shutdown, shutdown_begun) = tokio::sync::oneshot::channel::<()>();
-    let mut server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown_begun.await;
-            })
-            .into_future(),
-    );
+    let mut server = tokio::spawn(crate::listener::serve(
+        listener,
+        app,
+        limits(&config),
+        async move {
+            let _ = shutdown_begun.await;
+        },
+    ));
     let grace = config.server.shutdown_grace.0;
     let (served, signal) = tokio::select! {
         result = &mut server => (Some(result), None),
@@ -243,8 +253,7 @@ pub async fn serve(
         }
     };
     let outcome = match served {
-        Some(Ok(Ok(()))) | None => Ok(()),
-        Some(Ok(Err(e))) => Err(ServeError::Serve(e)),
+        Some(Ok(())) | None => Ok(()),
         Some(Err(join)) => Err(ServeError::Serve(std::io::Error::other(join))),
     };
     if let Some(stopped) = worker_stopped {
@@ -288,18 +297,18 @@ pub async fn worker(
                 .map_err(|source| ServeError::Bind { addr, source })?;
             let local = listener.local_addr().map_err(ServeError::Serve)?;
             info!("worker operations (/health, /ready, /metrics) on http://{local}");
-            let app = http::operations_router(prepared.state());
+            let mut state = prepared.state();
+            state.worker = Some(prepared.worker_health.clone());
+            let app = http::operations_router(state);
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let handle = tokio::spawn(async move {
-                let served = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stopped.await;
-                    })
-                    .await;
-                if let Err(e) = served {
-                    warn!(error = %e, "the worker's operations endpoint stopped");
-                }
-            });
+            let handle = tokio::spawn(crate::listener::serve(
+                listener,
+                app,
+                limits(&config),
+                async move {
+                    let _ = stopped.await;
+                },
+            ));
             Some(Background {
                 what: "the worker's operations endpoint",
                 stop,
@@ -343,6 +352,14 @@ async fn connect_prepared(
     Ok((config, store, prepared))
 }
 
+/// How the listener treats connections, from `[server]`.
+fn limits(config: &AppConfig) -> crate::listener::Limits {
+    crate::listener::Limits {
+        idle_timeout: config.server.idle_timeout.0,
+        max_connections: config.server.max_connections,
+    }
+}
+
 /// `bind` as a socket address. Validation has checked it; this only turns it into one (and
 /// reports the settings' problems again if it is not).
 fn bind_address(config: &AppConfig, bind: &str) -> Result<SocketAddr, ServeError> {
@@ -380,7 +397,8 @@ impl Background {
     fn worker(prepared: &Prepared, kind: &str) -> Self {
         let config = prepared.coordinator.config().worker.clone();
         let worker = Worker::new(prepared.coordinator.clone(), config.clone())
-            .observe(Arc::clone(&prepared.metrics) as Arc<dyn TaskObserver>);
+            .observe(Arc::clone(&prepared.metrics) as Arc<dyn TaskObserver>)
+            .with_health(prepared.worker_health.clone());
         let queues = if config.queues.is_empty() {
             "every queue".to_owned()
         } else {
@@ -494,9 +512,17 @@ pub async fn open(
 ) -> Result<Coordinator, ServeError> {
     let Validated { builder, config } =
         validate(config, extensions).map_err(ServeError::Invalid)?;
-    let store = crate::storage::connect(&config.storage).await?;
-    builder
-        .store(store)
+    // The database must exist and be migrated: these commands read and operate it, they
+    // never create it.
+    let store = crate::storage::connect_existing(&config.storage).await?;
+    let coordinator = builder
+        .store(store.clone())
         .build()
-        .map_err(|e| ServeError::Invalid(e.validation))
+        .map_err(|e| ServeError::Invalid(e.validation))?;
+    let pending = store.pending_migrations(&coordinator.migrations()).await?;
+    if !pending.is_empty() {
+        store.close().await;
+        return Err(ServeError::NotMigrated(pending));
+    }
+    Ok(coordinator)
 }

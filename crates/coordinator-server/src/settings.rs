@@ -55,23 +55,17 @@ impl Deref for AppConfig {
     }
 }
 
-/// The server's sections as they are read from the file.
-#[derive(Debug, Default, Deserialize)]
-struct Sections {
-    #[serde(default)]
-    server: ServerConfig,
-    #[serde(default)]
-    auth: AuthConfig,
-    #[serde(default)]
-    log: LogConfig,
-}
-
 impl AppConfig {
-    /// Reads the framework's and the server's sections from `source`; any other section is
-    /// refused.
+    /// Reads the framework's and the server's sections from `source`, reporting every problem
+    /// of every section at once; any other section is refused.
     pub fn read(source: &ConfigSource) -> Result<Self, ConfigError> {
-        let framework = source.framework(SECTIONS)?;
-        let Sections { server, auth, log } = source.sections()?;
+        let (framework, (server, auth, log)) = source.framework_and(SECTIONS, |sections| {
+            (
+                sections.section("server"),
+                sections.section("auth"),
+                sections.section("log"),
+            )
+        })?;
         Ok(Self {
             framework,
             server,
@@ -107,6 +101,16 @@ pub struct ServerConfig {
     pub body_limit_bytes: usize,
     /// On SIGTERM or SIGINT, how long in-flight requests may take to finish. Default `"30s"`.
     pub shutdown_grace: ConfigDuration,
+    /// How long a connection may go without sending a complete request head: idle between
+    /// requests, or sending one slowly. It is then closed. Default `"15s"` (keep it above a
+    /// load balancer's idle timeout when one keeps connections open to the server).
+    pub idle_timeout: ConfigDuration,
+    /// How long a request's body may take to arrive once its head has; a slower one is
+    /// answered 408. Default `"10s"`.
+    pub body_timeout: ConfigDuration,
+    /// The most connections open at once; more wait in the listen queue until one closes.
+    /// Default 1024.
+    pub max_connections: usize,
     /// Where each extension's routes are served, by extension name, instead of the default
     /// `/api/<extension>` (to keep the URLs an existing client already calls, say
     /// `demo = "/lms"`). Mounts may not overlap each other or the core paths ([`CORE_PATHS`]).
@@ -120,6 +124,9 @@ impl Default for ServerConfig {
             request_timeout: ConfigDuration(Duration::from_secs(30)),
             body_limit_bytes: 1024 * 1024,
             shutdown_grace: ConfigDuration(Duration::from_secs(30)),
+            idle_timeout: ConfigDuration(Duration::from_secs(15)),
+            body_timeout: ConfigDuration(Duration::from_secs(10)),
+            max_connections: 1024,
             mounts: BTreeMap::new(),
         }
     }

@@ -282,7 +282,8 @@ fn signals_show_marks_personal_data() {
         &stdout,
         &[
             "signal     demo.order_placed",
-            "demo.enroll_learner  (timeout 2s)",
+            "demo.enroll_learner  (task deliver:demo.enroll_learner, queue default, 5 attempts, timeout 2s)",
+            "durable: each delivery is stored",
             "\"x-personal-data\": true",
             "personal data (handlers can read it; logs and reports show \"[redacted]\"): email",
         ],

@@ -291,6 +291,7 @@ async fn migrated_store(config: &Path, url: &str) -> Store {
     coordinator_server::storage::connect(&StorageConfig {
         url: Secret::new(url.to_owned()),
         max_connections: 2,
+        ..StorageConfig::default()
     })
     .await
     .unwrap()
@@ -451,7 +452,7 @@ const WEBHOOK_SECRET: &str = "e2e-webhook-secret-7c1d";
 /// `POST /api/demo/webhooks/payments` with `event`, signed as the payment processor signs.
 async fn deliver(server: &Server, event: &Value) -> support::Reply {
     let body = event.to_string();
-    let signature = coordinator_demo::sign(WEBHOOK_SECRET, body.as_bytes());
+    let signature = coordinator_demo::sign_now(WEBHOOK_SECRET, body.as_bytes());
     support::request(
         server.addr,
         "POST",

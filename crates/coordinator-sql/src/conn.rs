@@ -49,7 +49,7 @@ pub trait SqlConn: Send {
         async move {
             self.execute_raw(sql)
                 .await
-                .map_err(StoreError::database(backend, action))
+                .map_err(|e| classify(backend, action, e))
         }
     }
 
@@ -64,7 +64,7 @@ pub trait SqlConn: Send {
         async move {
             self.fetch_raw(sql, map)
                 .await
-                .map_err(StoreError::database(backend, action))?
+                .map_err(|e| classify(backend, action, e))?
         }
     }
 }
@@ -84,6 +84,36 @@ pub trait RowRead {
     fn id(&self, column: &str) -> Result<Uuid, StoreError>;
     /// An id column that may be NULL.
     fn opt_id(&self, column: &str) -> Result<Option<Uuid>, StoreError>;
+}
+
+/// A driver's error as the store reports it: [`StoreError::Rejected`] when the database refused
+/// the statement for the data it holds (a constraint, a value it cannot store), which trying
+/// again would not change; [`StoreError::Database`] otherwise (the connection, a timeout, a
+/// lock, a read-only file: the environment, which may be mended while the data waits).
+pub fn classify(backend: &'static str, action: &'static str, e: sqlx::Error) -> StoreError {
+    let rejected = match &e {
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            match code.parse::<u32>() {
+                // SQLite (extended result codes; the primary code is the low byte): 18 too big,
+                // 19 a constraint, 20 a datatype mismatch, 25 out of range.
+                Ok(extended) => matches!(extended & 0xff, 18 | 19 | 20 | 25),
+                // PostgreSQL (SQLSTATE): class 22 data exceptions (an invalid byte sequence, a
+                // value too long), class 23 integrity constraint violations.
+                Err(_) => code.starts_with("22") || code.starts_with("23"),
+            }
+        }
+        _ => false,
+    };
+    if rejected {
+        StoreError::Rejected {
+            action,
+            backend,
+            source: e.into(),
+        }
+    } else {
+        StoreError::database(backend, action)(e)
+    }
 }
 
 /// A stored task row that cannot be read back.

@@ -84,8 +84,8 @@ fn list_sql(dialect: Dialect, query: &DispatchQuery) -> (Sql, u32) {
         sql.push(" JOIN coordinator_dispatch_runs r ON r.dispatch_id = d.id AND r.handler = ")
             .bind(Arg::Text(handler.clone()));
         match query.status {
-            Some(DispatchStatus::Ok) => sql.push(" AND r.status = 'ok'"),
-            Some(DispatchStatus::Failed) => sql.push(" AND r.status <> 'ok'"),
+            Some(DispatchStatus::Ok) => sql.push(" AND r.status IN ('ok', 'queued')"),
+            Some(DispatchStatus::Failed) => sql.push(" AND r.status NOT IN ('ok', 'queued')"),
             None => &mut sql,
         };
         "r.dispatch_id"
@@ -217,7 +217,11 @@ mod tests {
         assert_eq!(limit, 10);
         assert_eq!(sql.args.len(), 5);
         assert!(sql.text.contains("r.handler = $1"), "{}", sql.text);
-        assert!(sql.text.contains("r.status <> 'ok'"), "{}", sql.text);
+        assert!(
+            sql.text.contains("r.status NOT IN ('ok', 'queued')"),
+            "{}",
+            sql.text
+        );
         assert!(
             sql.text.ends_with("ORDER BY r.dispatch_id DESC LIMIT $5"),
             "{}",

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 
+use coordinator::dispatch_log::DurableDispatch;
 use coordinator::store::StoreError;
 use coordinator::store::migrate::{AppliedMigration, Planned, Recorded};
 use coordinator::task::{ClaimedTask, NewTask};
@@ -51,6 +52,12 @@ pub trait SqlDriver: Send + Sync + 'static {
     /// Adds a task on its own (see `TaskQueue::enqueue_task`): each backend batches or keeps
     /// connections its own way.
     fn enqueue(&self, task: &NewTask) -> impl Future<Output = Result<Uuid, StoreError>> + Send;
+
+    /// Stores a durable dispatch in one transaction (see `TaskQueue::enqueue_dispatch`).
+    fn enqueue_dispatch(
+        &self,
+        dispatch: &DurableDispatch,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Claims tasks (see `TaskQueue::claim_tasks`).
     fn claim(

@@ -20,5 +20,5 @@ pub mod tasks;
 
 pub use conn::{RowMap, RowRead, SqlConn};
 pub use driver::SqlDriver;
-pub use sql::{Arg, Dialect, Sql, ms_to_db};
+pub use sql::{Arg, Dialect, Sql, ms_to_db, storable};
 pub use store::SqlStore;

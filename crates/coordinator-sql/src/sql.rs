@@ -85,8 +85,14 @@ impl Sql {
         self
     }
 
-    /// Appends a placeholder for `arg`.
+    /// Appends a placeholder for `arg`. Text is bound [`storable`]: the backends refuse (or
+    /// truncate at) a NUL character, so one is stored escaped.
     pub fn bind(&mut self, arg: Arg) -> &mut Self {
+        let arg = match arg {
+            Arg::Text(s) if s.contains('\0') => Arg::Text(storable(&s)),
+            Arg::OptText(Some(s)) if s.contains('\0') => Arg::OptText(Some(storable(&s))),
+            other => other,
+        };
         self.args.push(arg);
         match self.dialect {
             Dialect::Sqlite => self.text.push('?'),
@@ -111,6 +117,14 @@ impl Sql {
     }
 }
 
+/// `text` as every backend can store it: each NUL character (which PostgreSQL refuses in text
+/// and SQLite's functions read as the end of the text) written as the six characters
+/// `\u0000`, the way JSON escapes it. The same text always gives the same result, so a unique
+/// key or an inbox id that holds a NUL still deduplicates.
+pub fn storable(text: &str) -> String {
+    text.replace('\0', "\\u0000")
+}
+
 /// Milliseconds as stored (BIGINT).
 pub fn ms_to_db(ms: u64) -> i64 {
     i64::try_from(ms).unwrap_or(i64::MAX)
@@ -128,6 +142,17 @@ mod tests {
             .bind_list([Arg::Int(2), Arg::Int(3)]);
         assert_eq!(sql.text, "x = ? AND y IN (?, ?)");
         assert_eq!(sql.args.len(), 3);
+    }
+
+    #[test]
+    fn text_with_a_nul_is_bound_escaped() {
+        let mut sql = Sql::new(Dialect::Postgres, "x = ");
+        sql.bind(Arg::Text("a\0b".into()))
+            .push(", y = ")
+            .bind(Arg::OptText(Some("\0".into())));
+        assert_eq!(sql.args[0], Arg::Text("a\\u0000b".into()));
+        assert_eq!(sql.args[1], Arg::OptText(Some("\\u0000".into())));
+        assert_eq!(storable("plain"), "plain");
     }
 
     #[test]

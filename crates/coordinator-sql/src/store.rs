@@ -4,7 +4,7 @@ use std::any::Any;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use coordinator::dispatch_log::{DispatchPage, DispatchQuery, StoredDispatch};
+use coordinator::dispatch_log::{DispatchPage, DispatchQuery, DurableDispatch, StoredDispatch};
 use coordinator::id::now_ms;
 use coordinator::migration::Migration;
 use coordinator::store::migrate::{AppliedMigration, Planned, Recorded};
@@ -53,6 +53,10 @@ macro_rules! in_tx {
 impl<D: SqlDriver> TaskQueue for SqlStore<D> {
     async fn enqueue_task(&self, task: &NewTask) -> Result<Uuid, StoreError> {
         self.driver.enqueue(task).await
+    }
+
+    async fn enqueue_dispatch(&self, dispatch: &DurableDispatch) -> Result<(), StoreError> {
+        self.driver.enqueue_dispatch(dispatch).await
     }
 
     async fn claim_tasks(
@@ -221,6 +225,10 @@ struct SqlTx<D: SqlDriver> {
 impl<D: SqlDriver> Transaction for SqlTx<D> {
     async fn enqueue_task(&mut self, task: &NewTask) -> Result<Uuid, StoreError> {
         enqueue::insert_task(&mut self.tx, task).await
+    }
+
+    async fn enqueue_dispatch(&mut self, dispatch: &DurableDispatch) -> Result<(), StoreError> {
+        enqueue::insert_dispatch(&mut self.tx, dispatch).await
     }
 
     async fn record_intake(&mut self, source: &str, external_id: &str) -> Result<bool, StoreError> {

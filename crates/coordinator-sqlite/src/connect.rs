@@ -27,10 +27,24 @@ impl Pools {
     }
 }
 
+/// Whether [`open`] may create the file (and its folder).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Create {
+    /// Create what is missing (`serve`, `worker`, `migrate`).
+    IfMissing,
+    /// The database must exist (commands that only read it).
+    Never,
+}
+
 /// Opens the database at `url` now: the writer first (it creates the file and sets WAL mode
-/// before readers open it), then one reader.
-pub(crate) async fn open(url: &str, max_connections: u32) -> Result<Pools, StoreError> {
-    let pools = open_lazy(url, max_connections)?;
+/// before readers open it), then one reader; then checks that the file can be written, so that
+/// a read-only file refuses to start instead of losing every write.
+pub(crate) async fn open(
+    url: &str,
+    max_connections: u32,
+    create: Create,
+) -> Result<Pools, StoreError> {
+    let pools = open_with(url, max_connections, create)?;
     let connect_error = |source: sqlx::Error| StoreError::Connect {
         backend: NAME,
         url: redact_url(url),
@@ -48,12 +62,46 @@ pub(crate) async fn open(url: &str, max_connections: u32) -> Result<Pools, Store
         Err(e) => return Err(e),
     }
     pools.read.acquire().await.map_err(connect_error)?;
+    writable(&pools, url).await?;
     Ok(pools)
+}
+
+/// Refuses a database that opens but cannot be written (a read-only file or folder): SQLite
+/// then opens it read-only and fails every write later.
+async fn writable(pools: &Pools, url: &str) -> Result<(), StoreError> {
+    let mut writer = pools
+        .write
+        .lock("check that the database can be written")
+        .await?;
+    let probe = async {
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *writer).await?;
+        sqlx::query("ROLLBACK").execute(&mut *writer).await
+    }
+    .await;
+    probe.map(drop).map_err(|e| StoreError::Unusable {
+        backend: NAME,
+        location: file_of(url),
+        problem: format!("it cannot be written ({e})"),
+        fix: "make the file, its -wal and -shm files and their folder writable by this user, or \
+              point [storage] url (COORDINATOR__STORAGE__URL) at a writable location",
+    })
+}
+
+/// The file `url` names, for messages.
+fn file_of(url: &str) -> String {
+    SqliteConnectOptions::from_str(url).map_or_else(
+        |_| redact_url(url),
+        |o| o.get_filename().display().to_string(),
+    )
 }
 
 /// Connections opened when first used. They must be created within a Tokio runtime, which
 /// runs the pool's maintenance.
 pub(crate) fn open_lazy(url: &str, max_connections: u32) -> Result<Pools, StoreError> {
+    open_with(url, max_connections, Create::IfMissing)
+}
+
+fn open_with(url: &str, max_connections: u32, create: Create) -> Result<Pools, StoreError> {
     if in_memory(url) {
         return Err(StoreError::InvalidUrl {
             backend: NAME,
@@ -63,7 +111,7 @@ pub(crate) fn open_lazy(url: &str, max_connections: u32) -> Result<Pools, StoreE
                 .into(),
         });
     }
-    let options = options(url)?;
+    let options = options(url, create)?;
     let read = pool_options::<Sqlite>(max_connections).connect_lazy_with(options.clone());
     // Only the writer sets WAL mode (it persists in the file): a reader that switched the
     // journal mode while the writer was creating the file could fail with "database is locked".
@@ -119,22 +167,41 @@ fn in_memory(url: &str) -> bool {
     url.contains(":memory:") || url.contains("mode=memory")
 }
 
-/// The connection options of `url` (a reader's), with its folder created.
-fn options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
+/// The connection options of `url` (a reader's), with its folder created when `create` says.
+fn options(url: &str, create: Create) -> Result<SqliteConnectOptions, StoreError> {
     let options = SqliteConnectOptions::from_str(url)
         .map_err(|source| StoreError::InvalidUrl {
             backend: NAME,
             url: redact_url(url),
             source: source.into(),
         })?
-        .create_if_missing(true)
+        .create_if_missing(create == Create::IfMissing)
         .busy_timeout(BUSY_TIMEOUT)
         .synchronous(SqliteSynchronous::Normal);
-    if let Some(folder) = options
-        .get_filename()
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-    {
+    let file = options.get_filename();
+    let unusable = |problem: String, fix| StoreError::Unusable {
+        backend: NAME,
+        location: file.display().to_string(),
+        problem,
+        fix,
+    };
+    if file.is_dir() {
+        return Err(unusable(
+            "it is a folder, not a file".to_owned(),
+            "name a file in it, such as sqlite://<folder>/coordinator.db",
+        ));
+    }
+    if create == Create::Never {
+        if !file.exists() {
+            return Err(unusable(
+                "there is no database file there".to_owned(),
+                "check [storage] url (COORDINATOR__STORAGE__URL), or create the database with \
+                 `coordinator migrate` (or by starting `coordinator serve`)",
+            ));
+        }
+        return Ok(options);
+    }
+    if let Some(folder) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(folder).map_err(|source| StoreError::CreateDir {
             path: folder.display().to_string(),
             source,

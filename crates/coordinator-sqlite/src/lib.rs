@@ -28,6 +28,7 @@ mod writer;
 
 use std::sync::{Arc, Mutex};
 
+use coordinator::dispatch_log::DurableDispatch;
 use coordinator::store::migrate::{AppliedMigration, Planned, Recorded};
 use coordinator::store::{Store, StoreError};
 use coordinator::task::{ClaimedTask, NewTask};
@@ -39,7 +40,7 @@ use uuid::Uuid;
 pub use writer::Tx;
 
 use crate::conn::Conn;
-use crate::connect::Pools;
+use crate::connect::{Create, Pools};
 
 /// The backend's name, as `[storage] url` schemes and migrations name it.
 pub const NAME: &str = Dialect::Sqlite.backend();
@@ -51,9 +52,15 @@ pub type SqliteStore = SqlStore<SqliteDriver>;
 /// created if missing) with `max_connections` readers and one writer. Errors never show the
 /// URL's credentials; an in-memory database is refused (it would lose every task).
 pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
-    Ok(Store::new(SqliteStore::new(SqliteDriver::new(
-        connect::open(url, max_connections).await?,
-    ))))
+    let pools = connect::open(url, max_connections, Create::IfMissing).await?;
+    Ok(Store::new(SqliteStore::new(SqliteDriver::new(pools))))
+}
+
+/// Like [`connect`], for a database that must exist already (commands that only read or
+/// operate it): a missing file is an error, not an empty database created.
+pub async fn connect_existing(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+    let pools = connect::open(url, max_connections, Create::Never).await?;
+    Ok(Store::new(SqliteStore::new(SqliteDriver::new(pools))))
 }
 
 /// Like [`connect`], but every connection opens when first used: for code that cannot wait
@@ -131,7 +138,15 @@ impl SqlDriver for SqliteDriver {
     }
 
     async fn enqueue(&self, task: &NewTask) -> Result<Uuid, StoreError> {
-        enqueue::enqueue(&self.pools, &self.pending, task).await
+        let write = enqueue::Write::Task(task.clone());
+        enqueue::enqueue(&self.pools, &self.pending, write).await
+    }
+
+    async fn enqueue_dispatch(&self, dispatch: &DurableDispatch) -> Result<(), StoreError> {
+        let write = enqueue::Write::Dispatch(dispatch.clone());
+        enqueue::enqueue(&self.pools, &self.pending, write)
+            .await
+            .map(drop)
     }
 
     async fn claim(&self, claim: Claim<'_>) -> Result<Vec<ClaimedTask>, StoreError> {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::dispatch::{self, DispatchObserver, DispatchReport, Sender};
+use crate::dispatch::{self, DispatchObserver, DispatchReport, SendError, Sender};
 use crate::extension::Declarations;
 use crate::filter::{self, Filter, FilterError, FilterRun};
 use crate::http::route::Mounts;
@@ -107,10 +107,78 @@ impl Context {
     }
 
     /// Sends `signal` to every handler the configuration connects to it, and returns how each
-    /// run ended. This is the only way to send: no handler's failure, panic or slowness stops
-    /// the others, and none is hidden from the report.
+    /// run ended: no handler's failure, panic or slowness stops the others, and none is hidden
+    /// from the report.
+    ///
+    /// A durable signal runs no handler now: its dispatch and one delivery per handler are
+    /// stored in one transaction, and the report's runs are `queued` (or each an error naming
+    /// why nothing could be stored). A route answers 2xx only when
+    /// [`DispatchReport::accepted`] says the work is done or stored.
     pub async fn send_robust<P: Payload>(&self, signal: &Signal<P>, payload: P) -> DispatchReport {
         dispatch::send_robust(&self.runtime, self.sender, self.cause, signal, payload).await
+    }
+
+    /// Sends the durable `signal` within the transaction `tx`: the dispatch and one delivery
+    /// per connected handler are stored if and only if `tx` commits, together with the
+    /// caller's own writes in it (an inbox entry, say). No handler runs now: once committed,
+    /// the workers run each delivery, retried on its own. The report's runs are `queued`, with
+    /// their delivery task ids.
+    ///
+    /// A signal that is not durable is refused ([`SendError::NotDurable`]): its handlers would
+    /// run before the transaction commits.
+    ///
+    /// ```
+    /// use coordinator::prelude::*;
+    /// use coordinator::testing::TestCoordinator;
+    ///
+    /// #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+    /// pub struct Paid { pub order: String }
+    /// static PAID: Signal<Paid> = Signal::new("shop.paid", "An order was paid.").durable();
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let shop = coordinator::testing::extension("shop", |ext| {
+    ///     ext.signal(&PAID).handler("shop.ship", "Ships it.", |e: Event<Paid>| async move {
+    ///         Ok::<_, HandlerError>(format!("shipped {}", e.order))
+    ///     });
+    /// });
+    /// let t = TestCoordinator::builder()
+    ///     .extension(shop)
+    ///     .wiring("[signals]\n\"shop.paid\" = [\"shop.ship\"]\n")
+    ///     .with_store(coordinator_sqlite::testing::temporary())
+    ///     .build();
+    /// let ctx = t.context();
+    /// let mut tx = t.store().begin().await.unwrap();
+    /// assert!(tx.record_intake("psp", "evt_1").await.unwrap());
+    /// let report = ctx.send_in(&mut tx, &PAID, Paid { order: "EDX-1".into() }).await.unwrap();
+    /// assert_eq!(report.handlers[0].outcome.status(), "queued");
+    /// tx.commit().await.unwrap();
+    /// let runs = t.run_tasks().await;
+    /// assert_eq!((runs[0].task.as_str(), runs[0].status), ("deliver:shop.ship", "succeeded"));
+    /// # });
+    /// ```
+    pub async fn send_in<P: Payload>(
+        &self,
+        tx: &mut StoreTx,
+        signal: &Signal<P>,
+        payload: P,
+    ) -> Result<DispatchReport, SendError> {
+        let report = dispatch::durable::send_in(self, tx, signal, payload).await?;
+        for observer in &self.runtime.observers {
+            observer.dispatched(&report);
+        }
+        Ok(report)
+    }
+
+    /// Whether `signal` is durable in this coordinator's wiring (declared so, or made so by
+    /// `[signals."<name>"] durable = true`): then it can be sent with
+    /// [`send_in`](Context::send_in), and [`send_robust`](Context::send_robust) stores its
+    /// deliveries instead of running its handlers.
+    pub fn is_durable<P: Payload>(&self, signal: &Signal<P>) -> bool {
+        self.runtime
+            .wiring
+            .signals
+            .get(signal.name())
+            .is_some_and(|slot| slot.durable)
     }
 
     /// Runs `filter`'s pipeline on `data`: the final data, or an error naming the step that failed.

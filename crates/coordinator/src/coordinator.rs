@@ -228,7 +228,7 @@ impl CoordinatorBuilder {
 
     fn declarations(&self) -> &Declarations {
         self.decls.get_or_init(|| {
-            Declarations::collect(self.extensions.iter().map(|e| &**e), &self.config.extension)
+            Declarations::collect(self.extensions.iter().map(|e| &**e), &self.config)
         })
     }
 }

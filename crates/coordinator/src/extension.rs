@@ -1,11 +1,11 @@
 //! Extensions, the unit of modularity, and the builder through which they declare what they bring.
 
-use std::collections::BTreeMap;
 use std::panic::Location;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
+use crate::config::Config;
 use crate::filter::{ErasedStep, Filter, IntoStep};
 use crate::handler::{ErasedHandler, IntoHandler, TypeInfo};
 use crate::http::route::Route;
@@ -90,6 +90,8 @@ pub(crate) struct SignalDecl {
     pub(crate) doc: &'static str,
     pub(crate) extension: &'static str,
     pub(crate) payload: TypeInfo,
+    /// Declared durable ([`Signal::durable`]).
+    pub(crate) durable: bool,
     pub(crate) at: DeclaredAt,
 }
 
@@ -175,7 +177,7 @@ impl Declarations {
     /// Runs every extension's `build`, giving each its `[extension.<name>]` settings table.
     pub(crate) fn collect<'a>(
         extensions: impl IntoIterator<Item = &'a dyn Extension>,
-        settings: &BTreeMap<String, toml::Table>,
+        config: &'a Config,
     ) -> Self {
         let mut decls = Self::default();
         for extension in extensions {
@@ -194,7 +196,8 @@ impl Declarations {
             extension.build(&mut ExtensionBuilder {
                 extension: extension.name(),
                 current,
-                settings: settings.get(extension.name()),
+                settings: config.extension.get(extension.name()),
+                string_overrides: &config.string_overrides,
                 decls: &mut decls,
                 last: None,
             });
@@ -212,6 +215,8 @@ pub struct ExtensionBuilder<'a> {
     /// The index of this extension in `decls.extensions`.
     current: usize,
     settings: Option<&'a toml::Table>,
+    /// Environment overrides of extension settings whose text must stay text.
+    string_overrides: &'a [(Vec<String>, String)],
     decls: &'a mut Declarations,
     /// The handler or task declared last, which `enqueues` and `sends` describe.
     last: Option<Last>,
@@ -237,6 +242,7 @@ impl ExtensionBuilder<'_> {
             doc: signal.doc(),
             extension: self.extension,
             payload: TypeInfo::of::<P>(),
+            durable: signal.is_durable(),
             at: Location::caller(),
         });
         self
@@ -355,10 +361,10 @@ impl ExtensionBuilder<'_> {
         let ext = &mut self.decls.extensions[self.current];
         ext.settings_schema = Some(crate::payload::schema_of::<T>);
         let table = self.settings.cloned().unwrap_or_default();
-        match T::deserialize(toml::Value::Table(table)) {
+        match crate::config::read_extension_settings(self.extension, table, self.string_overrides) {
             Ok(settings) => settings,
             Err(e) => {
-                ext.settings_error = Some(e.to_string().trim_end().to_owned());
+                ext.settings_error = Some(e.trim_end().to_owned());
                 T::default()
             }
         }

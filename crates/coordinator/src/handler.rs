@@ -298,6 +298,10 @@ pub(crate) struct TypeInfo {
     pub(crate) id: TypeId,
     pub(crate) name: &'static str,
     pub(crate) schema: fn() -> serde_json::Value,
+    /// Reads a stored payload (a durable delivery's) back into its type.
+    pub(crate) decode: fn(serde_json::Value) -> Result<AnyPayload, serde_json::Error>,
+    /// A stored payload with its personal data redacted; `None` if it is not of this type.
+    pub(crate) redact: fn(&serde_json::Value) -> Option<serde_json::Value>,
 }
 
 impl TypeInfo {
@@ -306,6 +310,12 @@ impl TypeInfo {
             id: TypeId::of::<P>(),
             name: std::any::type_name::<P>(),
             schema: crate::payload::schema_of::<P>,
+            decode: |value| Ok(Arc::new(serde_json::from_value::<P>(value)?) as AnyPayload),
+            redact: |value| {
+                P::deserialize(value)
+                    .ok()
+                    .map(|p| crate::payload::redacted_json(&p))
+            },
         }
     }
 }

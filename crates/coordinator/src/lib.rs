@@ -75,7 +75,10 @@ pub use catalog::Catalog;
 pub use config::{Config, ConfigError};
 pub use context::Context;
 pub use coordinator::{BuildError, Coordinator, CoordinatorBuilder};
-pub use dispatch::{DispatchObserver, DispatchReport, HandlerRun, Outcome, Sender};
+pub use dispatch::{
+    DELIVERY_PREFIX, DispatchObserver, DispatchReport, HandlerRun, NotAccepted, Outcome, SendError,
+    Sender, delivery_task,
+};
 pub use dispatch_log::{DispatchLog, DispatchLogStats, DispatchLogWriter};
 pub use extension::{Extension, ExtensionBuilder};
 pub use filter::{Filter, FilterError, FilterRun, Flow, StepError, StepResult};
@@ -85,7 +88,7 @@ pub use signal::Signal;
 pub use state::{FromContext, Requirement, State};
 pub use store::{Store, StoreError, StoreTx};
 pub use wiring::{Validation, WiringError, WiringWarning};
-pub use worker::{TaskObserver, Worker};
+pub use worker::{TaskObserver, Worker, WorkerHealth};
 
 /// Everything an extension needs: `use coordinator::prelude::*;`.
 pub mod prelude {

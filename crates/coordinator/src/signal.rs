@@ -26,6 +26,7 @@ use crate::payload::Payload;
 pub struct Signal<P> {
     name: &'static str,
     doc: &'static str,
+    durable: bool,
     // `fn() -> P` keeps `Signal<P>` Send + Sync whatever `P` is, so it can be a `static`.
     payload: PhantomData<fn() -> P>,
 }
@@ -36,8 +37,25 @@ impl<P: Payload> Signal<P> {
         Self {
             name,
             doc,
+            durable: false,
             payload: PhantomData,
         }
+    }
+
+    /// Makes the signal durable whatever the configuration says: each delivery is stored
+    /// (with the sender's own writes, when it is sent with
+    /// [`Context::send_in`](crate::Context::send_in)) and run from storage by the workers,
+    /// each retried on its own. Declare it so for a signal the extension sends in a
+    /// transaction; the configuration can make any other signal durable
+    /// (`[signals."<name>"] durable = true`).
+    pub const fn durable(mut self) -> Self {
+        self.durable = true;
+        self
+    }
+
+    /// Whether the declaration makes it durable.
+    pub const fn is_durable(&self) -> bool {
+        self.durable
     }
 
     /// The signal's full name, `<extension>.<event>`.

@@ -244,18 +244,17 @@ impl TestCoordinator {
             };
             let span = worker::task_span(&task);
             let started = Instant::now();
-            let decision = worker::run_attempt(&self.coordinator.runtime, &task)
+            let outcome = worker::run_attempt(&self.coordinator.runtime, &task)
                 .instrument(span.clone())
                 .await;
             let duration = started.elapsed();
-            let applied = worker::record(store, TEST_WORKER, &task, &decision)
+            let applied = worker::record(store, TEST_WORKER, &task, &outcome)
                 .await
                 .unwrap_or_else(|e| panic!("run_tasks could not record an outcome: {e}"));
-            let status =
-                span.in_scope(|| worker::log_recorded(&task, &decision, applied, duration));
+            let status = span.in_scope(|| worker::log_recorded(&task, &outcome, applied, duration));
             runs.push(TaskRunSummary {
-                error: decision.chain().to_vec(),
-                result: match decision {
+                error: outcome.chain().to_vec(),
+                result: match outcome {
                     TaskOutcome::Succeeded(result) => result,
                     _ => None,
                 },
@@ -394,7 +393,7 @@ impl TestBuilder {
             all.push(&self.recorders);
         }
         wiring::compile(
-            &Declarations::collect(all, &config.extension),
+            &Declarations::collect(all, &config),
             &config,
             &crate::http::Mounts::default(),
         )

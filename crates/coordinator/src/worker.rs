@@ -83,6 +83,7 @@ use crate::guard::{Guard, Guarded};
 use crate::id::{new_id, now_ms, random_unit};
 use crate::store::{Store, StoreError};
 use crate::task::{AttemptStatus, ClaimedTask, TaskContext, TaskError, TaskOutcome};
+use crate::wiring::TaskKind;
 
 /// Receives the end of every task attempt a worker records (for metrics).
 ///
@@ -108,6 +109,85 @@ pub struct Worker {
     config: WorkerConfig,
     id: String,
     observers: Vec<Arc<dyn TaskObserver>>,
+    health: WorkerHealth,
+}
+
+/// How a running worker is doing, for readiness probes: shared with the worker, cheap to
+/// clone and to read.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerHealth(Arc<HealthState>);
+
+#[derive(Debug, Default)]
+struct HealthState {
+    /// Since when (ms since the Unix epoch) the store has not answered the worker; 0 when it
+    /// does.
+    failing_since_ms: std::sync::atomic::AtomicU64,
+    /// Since when outcomes have been waiting to be recorded; 0 when none waits.
+    unrecorded_since_ms: std::sync::atomic::AtomicU64,
+}
+
+/// How long the store may fail the worker, or outcomes wait, before the worker is not ready.
+pub const UNHEALTHY_AFTER: Duration = Duration::from_secs(10);
+
+impl WorkerHealth {
+    /// `Ok` while the worker reaches the store and records what it runs; otherwise what has
+    /// gone wrong, and for how long (readiness answers 503 with it).
+    pub fn check(&self) -> Result<(), String> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = now_ms();
+        let limit = u64::try_from(UNHEALTHY_AFTER.as_millis()).unwrap_or(u64::MAX);
+        let since = |at: u64| {
+            (at != 0)
+                .then(|| now.saturating_sub(at))
+                .filter(|d| *d >= limit)
+        };
+        if let Some(ms) = since(self.0.failing_since_ms.load(Relaxed)) {
+            return Err(format!(
+                "the task worker has not reached the store for {} s",
+                ms / 1000
+            ));
+        }
+        if let Some(ms) = since(self.0.unrecorded_since_ms.load(Relaxed)) {
+            return Err(format!(
+                "the task worker has not been able to record finished tasks for {} s",
+                ms / 1000
+            ));
+        }
+        Ok(())
+    }
+
+    fn answered(&self) {
+        self.0
+            .failing_since_ms
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn failed(&self) {
+        let _ = self.0.failing_since_ms.compare_exchange(
+            0,
+            now_ms(),
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// An outcome was recorded; `all` when none waits any more.
+    fn recorded(&self, all: bool) {
+        let at = if all { 0 } else { now_ms() };
+        self.0
+            .unrecorded_since_ms
+            .store(at, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// An outcome is waiting to be recorded.
+    fn waiting(&self) {
+        let _ = self.0.unrecorded_since_ms.compare_exchange(
+            0,
+            now_ms(),
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
 }
 
 impl fmt::Debug for Worker {
@@ -163,7 +243,20 @@ impl Worker {
             config,
             id,
             observers: Vec::new(),
+            health: WorkerHealth::default(),
         }
+    }
+
+    /// This worker's health, to check while it runs (readiness).
+    pub fn health(&self) -> WorkerHealth {
+        self.health.clone()
+    }
+
+    /// Reports this worker's health to `health` (made before the worker, for a server that
+    /// answers readiness from the start).
+    pub fn with_health(mut self, health: WorkerHealth) -> Self {
+        self.health = health;
+        self
     }
 
     /// Adds an observer of every recorded attempt (metrics).
@@ -186,6 +279,7 @@ impl Worker {
             config,
             id,
             observers,
+            health,
         } = self;
         let runtime = Arc::clone(&coordinator.runtime);
         let concurrency = config.concurrency.max(1);
@@ -213,6 +307,7 @@ impl Worker {
             unrecorded: VecDeque::new(),
             backoff: None,
             store_ready_at: Instant::now(),
+            health,
         };
         let mut running: JoinSet<TaskOutcome> = JoinSet::new();
         let mut next_claim = Instant::now();
@@ -372,17 +467,18 @@ pub(crate) async fn run_attempt(runtime: &Arc<Runtime>, claimed: &ClaimedTask) -
             )],
         };
     };
+    // A delivery runs its handler, which sends as itself; a task sends as the task.
+    let sender = match wired.kind {
+        TaskKind::Task => Sender::Task(wired.name),
+        TaskKind::Delivery => Sender::Handler(wired.name),
+    };
     let context = TaskContext {
         id: claimed.id,
         attempt: claimed.attempt,
         max_attempts: claimed.max_attempts,
         task: wired.name,
-        context: Context::new(
-            Arc::clone(runtime),
-            Sender::Task(wired.name),
-            wired.extension,
-        )
-        .caused_by(claimed.origin_dispatch),
+        context: Context::new(Arc::clone(runtime), sender, wired.extension)
+            .caused_by(claimed.origin_dispatch),
     };
     let call = Arc::clone(&wired.call);
     let payload = claimed.payload.clone();
@@ -434,9 +530,13 @@ pub(crate) async fn run_attempt(runtime: &Arc<Runtime>, claimed: &ClaimedTask) -
         Guarded::TimedOut => retry(
             AttemptStatus::TimedOut,
             vec![format!(
-                "timed out after {} and was abandoned; raise [tasks.\"{}\"] timeout if it \
-                 needs longer",
+                "timed out after {} and was abandoned; raise [{}.\"{}\"] timeout if it needs \
+                 longer",
                 ConfigDuration(wired.timeout),
+                match wired.kind {
+                    TaskKind::Task => "tasks",
+                    TaskKind::Delivery => "handlers",
+                },
                 wired.name
             )],
             None,
@@ -460,7 +560,7 @@ pub(crate) async fn record(
 /// Logs a recorded outcome (in the task's span) and returns the status observers get.
 pub(crate) fn log_recorded(
     task: &ClaimedTask,
-    decision: &TaskOutcome,
+    outcome: &TaskOutcome,
     applied: bool,
     duration: Duration,
 ) -> &'static str {
@@ -468,12 +568,12 @@ pub(crate) fn log_recorded(
     let (name, id, attempt) = (task.task.as_str(), task.id, task.attempt);
     if !applied {
         warn!(task = name, task_id = %id, attempt, duration_us,
-            outcome = decision.state().as_str(),
+            outcome = outcome.state().as_str(),
             "task outcome discarded: the task was cancelled, or its lease was lost and another \
              worker claimed it");
         return "lost";
     }
-    match decision {
+    match outcome {
         TaskOutcome::Succeeded(result) => {
             debug!(task = name, task_id = %id, attempt, duration_us, result = result.as_deref(),
                 "task succeeded");
@@ -495,7 +595,7 @@ pub(crate) fn log_recorded(
                 "task is dead: no more attempts; retry it once the cause is fixed");
         }
     }
-    decision.state().as_str()
+    outcome.state().as_str()
 }
 
 /// The span one attempt runs in.
@@ -520,7 +620,7 @@ struct Held {
 /// A finished attempt waiting to be recorded.
 struct Unrecorded {
     id: Uuid,
-    decision: TaskOutcome,
+    outcome: TaskOutcome,
     duration: Duration,
 }
 
@@ -538,6 +638,7 @@ struct Loop<'a> {
     backoff: Option<Duration>,
     /// No store call before this.
     store_ready_at: Instant,
+    health: WorkerHealth,
 }
 
 impl Loop<'_> {
@@ -613,16 +714,16 @@ impl Loop<'_> {
     }
 
     fn joined(&mut self, joined: Result<(tokio::task::Id, TaskOutcome), tokio::task::JoinError>) {
-        let (tokio_id, decision) = match joined {
-            Ok((tokio_id, decision)) => (tokio_id, decision),
+        let (tokio_id, outcome) = match joined {
+            Ok((tokio_id, outcome)) => (tokio_id, outcome),
             // The guard catches the task's own panics; this is the runner failing around it.
             Err(e) => {
-                let decision = TaskOutcome::Retry {
+                let outcome = TaskOutcome::Retry {
                     at_ms: now_ms(),
                     status: AttemptStatus::Panicked,
                     chain: vec![format!("the worker's runner of this attempt failed: {e}")],
                 };
-                (e.id(), decision)
+                (e.id(), outcome)
             }
         };
         let Some(id) = self.by_tokio_id.remove(&tokio_id) else {
@@ -633,9 +734,10 @@ impl Loop<'_> {
         };
         self.unrecorded.push_back(Unrecorded {
             id,
-            decision,
+            outcome,
             duration: held.started.elapsed(),
         });
+        self.health.waiting();
     }
 
     /// Records what finished, oldest first, in batches of one transaction each, while the
@@ -653,24 +755,100 @@ impl Loop<'_> {
                 .unrecorded
                 .iter()
                 .take(n)
-                .map(|u| (u.id, self.held[&u.id].task.attempt, &u.decision))
+                .map(|u| (u.id, self.held[&u.id].task.attempt, &u.outcome))
                 .collect();
             match self.store.record_outcomes(self.id, &batch).await {
                 Ok(applied) => {
                     self.store_answered();
                     for applied in applied {
-                        let done = self.unrecorded.pop_front().expect("recorded in order");
-                        let held = self.held.remove(&done.id).expect("held while unrecorded");
-                        let status = held.span.in_scope(|| {
-                            log_recorded(&held.task, &done.decision, applied, done.duration)
-                        });
-                        self.observe(&held.task, status, done.duration);
+                        self.recorded(applied);
+                    }
+                }
+                // The database refused one of them for what it holds: each on its own, so
+                // that the others are recorded and only that one is dealt with.
+                Err(e) if e.is_rejected() => {
+                    self.store_answered();
+                    for _ in 0..n {
+                        if !self.record_alone().await {
+                            return;
+                        }
                     }
                 }
                 Err(e) => {
                     self.store_failed("record task outcomes", &e);
                     return;
                 }
+            }
+        }
+    }
+
+    /// The oldest unrecorded outcome was recorded (`applied`: it changed the task).
+    fn recorded(&mut self, applied: bool) {
+        let done = self.unrecorded.pop_front().expect("recorded in order");
+        let held = self.held.remove(&done.id).expect("held while unrecorded");
+        let status = held
+            .span
+            .in_scope(|| log_recorded(&held.task, &done.outcome, applied, done.duration));
+        self.observe(&held.task, status, done.duration);
+        self.health.recorded(self.unrecorded.is_empty());
+    }
+
+    /// Records the oldest unrecorded outcome on its own. One the database refuses is recorded
+    /// as the task's death, with the database's reason in its chain (the store is asked once
+    /// more); if even that is refused, it is dropped and logged: the task's lease expires and
+    /// its attempts run out like a lost worker's, while every other outcome goes on being
+    /// recorded. Returns `false` when the store did not answer (try later).
+    async fn record_alone(&mut self) -> bool {
+        let Some(front) = self.unrecorded.front() else {
+            return true;
+        };
+        let (id, attempt) = (front.id, self.held[&front.id].task.attempt);
+        let first = self
+            .store
+            .record_outcome(id, self.id, attempt, &front.outcome)
+            .await;
+        let refused = match first {
+            Ok(applied) => {
+                self.recorded(applied);
+                return true;
+            }
+            Err(e) if e.is_rejected() => e,
+            Err(e) => {
+                self.store_failed("record task outcomes", &e);
+                return false;
+            }
+        };
+        let mut chain = front.outcome.chain().to_vec();
+        chain.push(format!(
+            "the attempt's outcome could not be stored, so the task is dead: {refused}"
+        ));
+        let dead = TaskOutcome::Dead {
+            status: front.outcome.attempt_status(),
+            chain,
+        };
+        match self.store.record_outcome(id, self.id, attempt, &dead).await {
+            Ok(applied) => {
+                self.unrecorded.front_mut().expect("front above").outcome = dead;
+                self.recorded(applied);
+                true
+            }
+            Err(e) if e.is_rejected() => {
+                let done = self.unrecorded.pop_front().expect("front above");
+                if let Some(held) = self.held.remove(&done.id) {
+                    held.span.in_scope(|| {
+                        error!(task = held.task.task.as_str(), task_id = %done.id, attempt,
+                            error = %e, "task outcome cannot be stored in any form; it is \
+                            dropped, and the task runs again once its lease expires (until its \
+                            attempts run out)");
+                    });
+                    self.observe(&held.task, "lost", done.duration);
+                }
+                self.health.recorded(self.unrecorded.is_empty());
+                true
+            }
+            Err(e) => {
+                self.store_failed("record task outcomes", &e);
+                false
             }
         }
     }
@@ -767,12 +945,14 @@ impl Loop<'_> {
     }
 
     fn store_answered(&mut self) {
+        self.health.answered();
         if self.backoff.take().is_some() {
             info!(worker = %self.id, "the store answers again");
         }
     }
 
     fn store_failed(&mut self, action: &str, e: &StoreError) {
+        self.health.failed();
         let wait = self
             .backoff
             .map_or(FIRST_STORE_BACKOFF, |b| (b * 2).min(MAX_STORE_BACKOFF));

@@ -32,6 +32,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "handler",
             "filter/mod",
             "task/mod",
+            "task/delivery",
             "extension",
             "http/json",
             "http/problem",
@@ -56,6 +57,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "context",
             "dispatch/mod",
+            "dispatch/durable",
             "filter/run",
             "task/enqueue",
             "dispatch_log/mod",

@@ -57,6 +57,7 @@ fn dispatch(ms: u64, signal: &str, runs: &[(&str, &str)]) -> StoredDispatch {
             panic_message: (*status == "panicked").then(|| "boom".to_owned()),
             panic_location: (*status == "panicked").then(|| "src/h.rs:1:1".to_owned()),
             timeout_ms: (*status == "timed_out").then_some(5000),
+            task_id: None,
         })
         .collect();
     StoredDispatch {

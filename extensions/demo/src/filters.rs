@@ -27,7 +27,41 @@ pub static PAYMENT_PAGE_REDIRECT_REQUESTED: Filter<PaymentPageRequest> = Filter:
     "Where to send a learner who wants to pay for a SKU: the pipeline chooses a payment processor and builds the payment page URL, or refuses.",
 );
 
+/// Countries the demo's merchant may not take payments from (ISO 3166-1 alpha-2).
 const EMBARGOED: &[&str] = &["CU", "IR", "KP", "SY"];
+
+/// Every ISO 3166-1 alpha-2 country code (officially assigned).
+const ISO_3166_ALPHA_2: &[&str] = &[
+    "AD", "AE", "AF", "AG", "AI", "AL", "AM", "AO", "AQ", "AR", "AS", "AT", "AU", "AW", "AX", "AZ",
+    "BA", "BB", "BD", "BE", "BF", "BG", "BH", "BI", "BJ", "BL", "BM", "BN", "BO", "BQ", "BR", "BS",
+    "BT", "BV", "BW", "BY", "BZ", "CA", "CC", "CD", "CF", "CG", "CH", "CI", "CK", "CL", "CM", "CN",
+    "CO", "CR", "CU", "CV", "CW", "CX", "CY", "CZ", "DE", "DJ", "DK", "DM", "DO", "DZ", "EC", "EE",
+    "EG", "EH", "ER", "ES", "ET", "FI", "FJ", "FK", "FM", "FO", "FR", "GA", "GB", "GD", "GE", "GF",
+    "GG", "GH", "GI", "GL", "GM", "GN", "GP", "GQ", "GR", "GS", "GT", "GU", "GW", "GY", "HK", "HM",
+    "HN", "HR", "HT", "HU", "ID", "IE", "IL", "IM", "IN", "IO", "IQ", "IR", "IS", "IT", "JE", "JM",
+    "JO", "JP", "KE", "KG", "KH", "KI", "KM", "KN", "KP", "KR", "KW", "KY", "KZ", "LA", "LB", "LC",
+    "LI", "LK", "LR", "LS", "LT", "LU", "LV", "LY", "MA", "MC", "MD", "ME", "MF", "MG", "MH", "MK",
+    "ML", "MM", "MN", "MO", "MP", "MQ", "MR", "MS", "MT", "MU", "MV", "MW", "MX", "MY", "MZ", "NA",
+    "NC", "NE", "NF", "NG", "NI", "NL", "NO", "NP", "NR", "NU", "NZ", "OM", "PA", "PE", "PF", "PG",
+    "PH", "PK", "PL", "PM", "PN", "PR", "PS", "PT", "PW", "PY", "QA", "RE", "RO", "RS", "RU", "RW",
+    "SA", "SB", "SC", "SD", "SE", "SG", "SH", "SI", "SJ", "SK", "SL", "SM", "SN", "SO", "SR", "SS",
+    "ST", "SV", "SX", "SY", "SZ", "TC", "TD", "TF", "TG", "TH", "TJ", "TK", "TL", "TM", "TN", "TO",
+    "TR", "TT", "TV", "TW", "TZ", "UA", "UG", "UM", "US", "UY", "UZ", "VA", "VC", "VE", "VG", "VI",
+    "VN", "VU", "WF", "WS", "YE", "YT", "ZA", "ZM", "ZW",
+];
+
+/// The checkout page of the sandbox payment processors.
+const CHECKOUT_BASE: &str = "https://pay.sandbox.invalid/";
+
+/// `country` as an ISO 3166-1 alpha-2 code: surrounding spaces dropped, upper case; `None` when
+/// it is not one (`cu` and ` CU ` are `CU`; `ir` is `IR`; `XX` and `C U` are not codes).
+pub fn normalize_country(country: &str) -> Option<String> {
+    let code = country.trim().to_ascii_uppercase();
+    ISO_3166_ALPHA_2
+        .binary_search(&code.as_str())
+        .is_ok()
+        .then_some(code)
+}
 
 pub(crate) fn declare(ext: &mut ExtensionBuilder<'_>) {
     ext.filter(&PAYMENT_PAGE_REDIRECT_REQUESTED)
@@ -52,6 +86,15 @@ async fn block_embargoed_country(
     _: Context,
     mut req: PaymentPageRequest,
 ) -> StepResult<PaymentPageRequest> {
+    // Normalised here too, so that no caller can slip `cu` or ` CU` past the check.
+    let Some(country) = normalize_country(&req.country) else {
+        req.blocked_reason = Some(format!(
+            "\"{}\" is not an ISO 3166-1 alpha-2 country code",
+            req.country.escape_debug()
+        ));
+        return Ok(Flow::Halt(req));
+    };
+    req.country = country;
     if EMBARGOED.contains(&req.country.as_str()) {
         req.blocked_reason = Some(format!("payments from {} are not accepted", req.country));
         return Ok(Flow::Halt(req));
@@ -85,9 +128,41 @@ async fn build_redirect_url(
         .ok_or_else(|| DemoError::NoProcessor {
             sku: req.sku.clone(),
         })?;
-    req.redirect_url = Some(format!(
-        "https://pay.sandbox.invalid/{processor}/checkout?sku={}",
-        req.sku
-    ));
+    // Built by the URL library: the SKU is one encoded query value whatever it holds.
+    let mut url = url::Url::parse(CHECKOUT_BASE)
+        .map_err(|e| StepError::msg(format!("cannot build the checkout URL: {e}")))?;
+    url.path_segments_mut()
+        .map_err(|()| StepError::msg("the checkout URL cannot have a path"))?
+        .pop_if_empty()
+        .push(processor)
+        .push("checkout");
+    url.query_pairs_mut().append_pair("sku", &req.sku);
+    req.redirect_url = Some(url.into());
     Ok(Flow::Continue(req))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn country_codes_are_normalised_and_only_real_ones_pass() {
+        assert!(
+            ISO_3166_ALPHA_2.windows(2).all(|w| w[0] < w[1]),
+            "sorted for binary search"
+        );
+        assert_eq!(ISO_3166_ALPHA_2.len(), 249);
+        for (given, code) in [
+            ("cu", "CU"),
+            (" CU", "CU"),
+            ("ir ", "IR"),
+            ("Kp", "KP"),
+            ("fr", "FR"),
+        ] {
+            assert_eq!(normalize_country(given).as_deref(), Some(code), "{given:?}");
+        }
+        for bad in ["", "XX", "C U", "CUB", "c\u{0}", "🇨🇺"] {
+            assert_eq!(normalize_country(bad), None, "{bad:?}");
+        }
+    }
 }

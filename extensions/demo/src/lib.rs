@@ -24,14 +24,17 @@ mod webhooks;
 use coordinator::prelude::*;
 
 pub use error::DemoError;
-pub use filters::{PAYMENT_PAGE_REDIRECT_REQUESTED, PaymentPageRequest};
+pub use filters::{PAYMENT_PAGE_REDIRECT_REQUESTED, PaymentPageRequest, normalize_country};
 pub use handlers::{DemoState, Enrollment, SANDBOX_CAPACITY};
 pub use routes::{Dispatched, HandlerStatus, PaymentPage, PaymentPageQuery};
 pub use signals::{
     LEARNER_ENROLLED, LearnerEnrolled, ORDER_PLACED, OrderPlaced, PAYMENT_REFUNDED, PaymentRefunded,
 };
 pub use tasks::{ENROLL_IN_COURSE, EnrollInCourse, HANDLE_PAYMENT_EVENT, PaymentEvent};
-pub use webhooks::{DemoSettings, INBOX_SOURCE, WebhookAck, sign};
+pub use webhooks::{
+    DEFAULT_TOLERANCE, DemoSettings, INBOX_SOURCE, SignatureError, WebhookAck, sign, sign_now,
+    verify,
+};
 
 /// The demo extension. Its state (the sandbox LMS) is shared by its handlers and tasks.
 #[derive(Clone, Debug, Default)]

@@ -17,6 +17,37 @@ pub struct OrderPlaced {
     pub amount_cents: u64,
 }
 
+impl OrderPlaced {
+    /// What is wrong with the order, if anything: its order number and course run key are
+    /// keys of the inbox and the LMS, so they must be printable and of a sensible length.
+    pub fn check(&self) -> Result<(), String> {
+        printable("order_number", &self.order_number, 64)?;
+        printable("course_run_key", &self.course_run_key, 255)
+    }
+}
+
+/// Refuses an empty, over-long or non-printable identifier, saying which and how to fix it.
+fn printable(field: &str, value: &str, max: usize) -> Result<(), String> {
+    let problem = if value.is_empty() {
+        "is empty"
+    } else if value.chars().count() > max {
+        "is too long"
+    } else if value.chars().any(char::is_control) {
+        "holds a control character"
+    } else {
+        return Ok(());
+    };
+    let shown: String = value
+        .chars()
+        .take(80)
+        .collect::<String>()
+        .escape_debug()
+        .collect();
+    Err(format!(
+        "{field} \"{shown}\" {problem}; send 1 to {max} printable characters"
+    ))
+}
+
 /// A payment was refunded, in full or in part.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct PaymentRefunded {

@@ -41,51 +41,70 @@ fn passes_the_standard_extension_checks_with_the_default_configuration() {
     assert!(problems.is_empty(), "{problems:#?}");
 }
 
+/// The runs of `task` among `runs`.
+fn runs_of<'a>(
+    runs: &'a [coordinator::testing::TaskRunSummary],
+    task: &str,
+) -> Vec<&'a coordinator::testing::TaskRunSummary> {
+    runs.iter().filter(|r| r.task == task).collect()
+}
+
 #[tokio::test]
-async fn an_order_enrolls_the_learner_while_the_failing_and_panicking_handlers_are_reported() {
+async fn an_order_stores_one_delivery_per_handler_and_each_runs_on_its_own() {
     let state = DemoState::default();
     let t = harness(&state);
     let report = t.send(&ORDER_PLACED, order()).await;
 
+    // Durable: no handler ran while the signal was sent; each delivery is stored.
     assert_eq!(report.handlers.len(), 4);
-    let enroll = report.run("demo.enroll_learner").unwrap();
-    let Outcome::Ok {
-        result: Some(task_id),
-    } = &enroll.outcome
-    else {
-        panic!("enroll_learner answers with the id of the task it enqueued: {enroll:?}");
-    };
-    assert!(uuid_like(task_id), "{task_id}");
-    assert_eq!(
-        report.run("demo.notify_unreachable_crm").unwrap().outcome,
-        Outcome::Error {
-            chain: vec![
-                "could not notify the CRM about order EDX-100001".into(),
-                "connection refused".into()
-            ]
-        }
-    );
-    match &report.run("demo.audit_with_bug").unwrap().outcome {
-        Outcome::Panicked { message, location } => {
-            assert_eq!(message, "audit trail is empty for order EDX-100001");
-            assert!(
-                location.as_deref().unwrap().contains("handlers.rs"),
-                "{location:?}"
-            );
-        }
-        other => panic!("expected a panic, got {other:?}"),
-    }
+    assert!(report.is_stored(), "{report:?}");
+    assert!(report.accepted().is_ok());
+    assert!(state.enrollments().is_empty());
 
-    assert!(
-        state.enrollments().is_empty(),
-        "enrolling is the task's work, not the handler's"
-    );
     let runs = t.run_tasks().await;
-    assert_eq!(runs.len(), 1, "{runs:?}");
+    let enroll = runs_of(&runs, "deliver:demo.enroll_learner");
+    assert_eq!(enroll.len(), 1, "{runs:?}");
+    assert_eq!(enroll[0].status, "succeeded");
+    assert!(
+        uuid_like(enroll[0].result.as_deref().unwrap()),
+        "{enroll:?}"
+    );
+    let record = runs_of(&runs, "deliver:demo.record_order");
+    assert_eq!(
+        record[0].result.as_deref(),
+        Some("order EDX-100001 for user 12345")
+    );
+    let crm = runs_of(&runs, "deliver:demo.notify_unreachable_crm");
+    assert_eq!(crm[0].status, "retrying");
+    assert_eq!(
+        crm[0].error,
+        [
+            "could not notify the CRM about order EDX-100001",
+            "connection refused"
+        ]
+    );
+    let audit = runs_of(&runs, "deliver:demo.audit_with_bug");
+    assert_eq!(audit[0].status, "retrying");
+    assert!(
+        audit[0].error[0].contains("audit trail is empty for order EDX-100001"),
+        "{audit:?}"
+    );
+    // The enrollment task the delivery enqueued ran, and sent its follow-up signal.
+    assert_eq!(
+        runs_of(&runs, "demo.enroll_in_course")[0].status,
+        "succeeded"
+    );
     assert_eq!(state.enrollments().len(), 1);
     let seen = t.seen::<LearnerEnrolled>("testing.saw_enrollment");
     assert_eq!(seen.len(), 1, "the follow-up signal reached its handlers");
     assert_eq!(seen[0].order_number, "EDX-100001");
+
+    // Each delivery is a task of the dispatch, and its payload shows no personal data.
+    let task = t.store().get_task(enroll[0].id).await.unwrap().unwrap();
+    assert_eq!(task.origin_dispatch, Some(report.id));
+    let shown = t.coordinator().redact_task_payload(&task);
+    assert_eq!(shown["payload"]["email"], "[redacted]", "{shown}");
+    assert_eq!(shown["signal"], "demo.order_placed");
 }
 
 #[tokio::test]
@@ -182,30 +201,96 @@ async fn a_misordered_pipeline_fails_naming_the_step() {
 }
 
 #[tokio::test]
-async fn posting_an_order_sends_the_signal_and_answers_with_the_dispatch() {
+async fn posting_an_order_stores_it_once_and_answers_with_the_deliveries() {
     let state = DemoState::default();
     let t = harness(&state);
+    let order = serde_json::json!({
+        "order_number": "EDX-7", "lms_user_id": 7, "email": "ada@example.com",
+        "course_run_key": "course-v1:edX+DemoX+T1", "amount_cents": 100
+    });
+    let (status, body) = t
+        .call("POST", "/api/demo/orders", Some(order.clone()))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["signal"], "demo.order_placed");
+    assert_eq!(body["duplicate"], false);
+    let handlers = body["handlers"].as_array().unwrap();
+    assert_eq!(handlers.len(), 4);
+    for h in handlers {
+        assert_eq!(h["status"], "queued", "{body}");
+        assert!(uuid_like(h["task_id"].as_str().unwrap()), "{body}");
+    }
+    // The same order again (its answer was lost, say): nothing is stored twice.
+    let (status, again) = t.call("POST", "/api/demo/orders", Some(order)).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["duplicate"], true);
+    let runs = t.run_tasks().await;
+    assert_eq!(
+        runs_of(&runs, "deliver:demo.enroll_learner").len(),
+        1,
+        "{runs:?}"
+    );
+    assert_eq!(state.enrollments()[0].order_number, "EDX-7");
+}
+
+#[tokio::test]
+async fn an_order_number_that_cannot_be_a_key_is_refused_with_a_400() {
+    let t = harness(&DemoState::default());
+    for number in ["EDX-\u{0}7", "", "EDX\n7"] {
+        let (status, body) = t
+            .call(
+                "POST",
+                "/api/demo/orders",
+                Some(serde_json::json!({
+                    "order_number": number, "lms_user_id": 7, "email": "a@b.c",
+                    "course_run_key": "course-v1:edX+DemoX+T1", "amount_cents": 100
+                })),
+            )
+            .await;
+        assert_eq!(status, 400, "{number:?}: {body}");
+        assert!(
+            body["detail"].as_str().unwrap().contains("order_number"),
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_non_durable_order_whose_handler_failed_is_a_503_naming_it() {
+    let state = DemoState::default();
+    let t = TestCoordinator::builder()
+        .extension(DemoExtension::with_state(state.clone()))
+        .with_store(coordinator_sqlite::testing::temporary())
+        .wiring(
+            "[signals]\n\"demo.order_placed\" = [\"demo.record_order\", \"demo.notify_unreachable_crm\"]\n",
+        )
+        .build();
     let (status, body) = t
         .call(
             "POST",
             "/api/demo/orders",
             Some(serde_json::json!({
-                "order_number": "EDX-7", "lms_user_id": 7, "email": "ada@example.com",
+                "order_number": "EDX-8", "lms_user_id": 8, "email": "a@b.c",
                 "course_run_key": "course-v1:edX+DemoX+T1", "amount_cents": 100
             })),
         )
         .await;
-    assert_eq!(status, 202, "{body}");
-    assert_eq!(body["signal"], "demo.order_placed");
-    let statuses: Vec<&str> = body["handlers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["status"].as_str().unwrap())
-        .collect();
-    assert_eq!(statuses, ["ok", "ok", "error", "panicked"]);
-    t.run_tasks().await;
-    assert_eq!(state.enrollments()[0].order_number, "EDX-7");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["handler"], "demo.notify_unreachable_crm", "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("send the request again"),
+        "{body}"
+    );
+    assert!(
+        !body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("connection refused"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -249,20 +334,61 @@ async fn the_payment_page_route_answers_or_refuses() {
         .await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["detail"], "payments from KP are not accepted");
+    // Lower case and spaces do not slip past the embargo; what is not a country is a 400.
+    for country in ["cu", " CU", "ir"] {
+        let (status, body) = t
+            .call(
+                "POST",
+                "/api/demo/payment-page",
+                Some(serde_json::json!({"sku": "S", "lms_user_id": 1, "country": country})),
+            )
+            .await;
+        assert_eq!(status, 403, "{country:?}: {body}");
+    }
+    let (status, body) = t
+        .call(
+            "POST",
+            "/api/demo/payment-page",
+            Some(serde_json::json!({"sku": "S", "lms_user_id": 1, "country": "XX"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("ISO 3166-1 alpha-2"),
+        "{body}"
+    );
+    // A SKU is one query value, whatever it holds.
+    let (status, body) = t
+        .call(
+            "POST",
+            "/api/demo/payment-page",
+            Some(serde_json::json!({"sku": "x&amount=0#frag", "lms_user_id": 1, "country": "fr"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["redirect_url"],
+        "https://pay.sandbox.invalid/stripe/checkout?sku=x%26amount%3D0%23frag"
+    );
 }
 
 #[tokio::test]
 async fn announcing_the_same_order_twice_enqueues_one_enrollment() {
     let state = DemoState::default();
     let t = harness(&state);
-    let first = t.send(&ORDER_PLACED, order()).await;
-    let second = t.send(&ORDER_PLACED, order()).await;
+    t.send(&ORDER_PLACED, order()).await;
+    t.send(&ORDER_PLACED, order()).await;
+    let runs = t.run_tasks().await;
+    let enroll = runs_of(&runs, "deliver:demo.enroll_learner");
+    assert_eq!(enroll.len(), 2, "{runs:?}");
     assert_eq!(
-        first.run("demo.enroll_learner").unwrap().outcome,
-        second.run("demo.enroll_learner").unwrap().outcome,
+        enroll[0].result, enroll[1].result,
         "the unique key returns the pending task's id"
     );
-    t.run_tasks().await;
+    assert_eq!(runs_of(&runs, "demo.enroll_in_course").len(), 1);
     assert_eq!(state.enrollments().len(), 1);
 }
 
@@ -314,7 +440,8 @@ async fn a_webhook_delivered_three_times_at_once_is_handled_once() {
     assert!(state.enrollments()[0].active);
 
     let body = refund_event("evt_1");
-    let deliveries = (0..3).map(|_| t.request(webhook_request(&body, Some(sign(SECRET, &body)))));
+    let deliveries =
+        (0..3).map(|_| t.request(webhook_request(&body, Some(sign_now(SECRET, &body)))));
     let answers = futures_util::future::join_all(deliveries).await;
     let mut statuses: Vec<u16> = answers.iter().map(|(s, _)| s.as_u16()).collect();
     statuses.sort_unstable();
@@ -340,7 +467,7 @@ async fn a_webhook_with_a_bad_signature_is_refused() {
     let t = webhook_harness(&DemoState::default(), Some(SECRET));
     let body = refund_event("evt_2");
     let (status, problem) = t
-        .request(webhook_request(&body, Some(sign("wrong", &body))))
+        .request(webhook_request(&body, Some(sign_now("wrong", &body))))
         .await;
     assert_eq!(status, 401, "{problem}");
     assert!(
@@ -363,11 +490,60 @@ async fn a_webhook_with_a_bad_signature_is_refused() {
 }
 
 #[tokio::test]
+async fn a_replay_past_the_tolerance_is_refused_before_the_inbox_is_read() {
+    let t = webhook_harness(&DemoState::default(), Some(SECRET));
+    let body = refund_event("evt_replayed");
+    let an_hour_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 3600;
+    let (status, problem) = t
+        .request(webhook_request(
+            &body,
+            Some(sign(SECRET, an_hour_ago, &body)),
+        ))
+        .await;
+    assert_eq!(status, 401, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("beyond the tolerance of 300 s"),
+        "{problem}"
+    );
+    // Nothing was recorded: the same event signed now is a first delivery.
+    let (status, ack) = t
+        .request(webhook_request(&body, Some(sign_now(SECRET, &body))))
+        .await;
+    assert_eq!(status, 202, "{ack}");
+    assert_eq!(ack["first_delivery"], true);
+}
+
+#[tokio::test]
+async fn an_event_id_with_control_characters_is_a_400() {
+    let t = webhook_harness(&DemoState::default(), Some(SECRET));
+    let body = refund_event("evt_\u{0}1");
+    let (status, problem) = t
+        .request(webhook_request(&body, Some(sign_now(SECRET, &body))))
+        .await;
+    assert_eq!(status, 400, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("control character"),
+        "{problem}"
+    );
+    assert!(t.run_tasks().await.is_empty());
+}
+
+#[tokio::test]
 async fn a_webhook_without_a_configured_secret_says_how_to_set_it() {
     let t = webhook_harness(&DemoState::default(), None);
     let body = refund_event("evt_3");
     let (status, problem) = t
-        .request(webhook_request(&body, Some(sign(SECRET, &body))))
+        .request(webhook_request(&body, Some(sign_now(SECRET, &body))))
         .await;
     assert_eq!(status, 503, "{problem}");
     assert!(

@@ -126,6 +126,15 @@ pub enum AuthError {
         /// The configured algorithm.
         expected: &'static str,
     },
+    /// The JWT is not signed (`alg: none`).
+    #[error(
+        "the JWT is unsigned (its header says alg none); only tokens signed with {expected} are \
+         accepted"
+    )]
+    Unsigned {
+        /// The configured algorithm.
+        expected: &'static str,
+    },
     /// The token looks like a JWT but cannot be decoded.
     #[error("the token is not a valid JWT ({0})")]
     Malformed(String),
@@ -300,6 +309,7 @@ impl JwtVerifier {
     }
 
     fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        self.precheck(token)?;
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|e| self.explain(e.into_kind()))?;
         if let Some(scope) = &self.required_scope {
@@ -310,6 +320,60 @@ impl JwtVerifier {
         Ok(Principal::Jwt {
             subject: data.claims.sub,
         })
+    }
+
+    /// Reads the header and the claims before the decoder does, so that the error names the
+    /// real cause: an unsigned token (`alg: none`), a header or claims that are not JSON, a
+    /// time claim that is not a number (the decoder reports it missing).
+    fn precheck(&self, token: &str) -> Result<(), AuthError> {
+        use base64::Engine as _;
+        let part = |text: &str, what: &str| -> Result<serde_json::Value, AuthError> {
+            let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(text.trim_end_matches('='))
+                .map_err(|_| AuthError::Malformed(format!("its {what} is not base64url")))?;
+            serde_json::from_slice(&bytes)
+                .map_err(|e| AuthError::Malformed(format!("its {what} is not JSON ({e})")))
+        };
+        let mut parts = token.split('.');
+        let (Some(header), Some(claims), Some(_), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(AuthError::Malformed(
+                "a JWT is three base64url parts separated by dots".to_owned(),
+            ));
+        };
+        let header = part(header, "header")?;
+        match header.get("alg").and_then(|a| a.as_str()) {
+            None => {
+                return Err(AuthError::Malformed(
+                    "its header has no alg (a string)".to_owned(),
+                ));
+            }
+            Some(alg) if alg.eq_ignore_ascii_case("none") => {
+                return Err(AuthError::Unsigned {
+                    expected: self.algorithm_name(),
+                });
+            }
+            Some(_) => {}
+        }
+        let claims = part(claims, "claims")?;
+        let Some(claims) = claims.as_object() else {
+            return Err(AuthError::Malformed(
+                "its claims are not a JSON object".to_owned(),
+            ));
+        };
+        for claim in ["exp", "nbf", "iat"] {
+            match claims.get(claim) {
+                None | Some(serde_json::Value::Number(_)) => {}
+                Some(other) => {
+                    return Err(AuthError::Malformed(format!(
+                        "its {claim} claim is {}, not a number of seconds since the Unix epoch",
+                        json_kind(other)
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn explain(&self, kind: ErrorKind) -> AuthError {
@@ -349,6 +413,18 @@ impl JwtVerifier {
             ErrorKind::Json(e) => AuthError::Malformed(format!("its claims do not parse: {e}")),
             other => AuthError::Malformed(format!("{other:?}")),
         }
+    }
+}
+
+/// What kind of JSON value `v` is, for messages.
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
     }
 }
 
@@ -409,6 +485,19 @@ pub(crate) mod tests {
             &EncodingKey::from_secret(HS256_SECRET.as_bytes()),
         )
         .unwrap()
+    }
+
+    /// A token with `alg: none` and no signature, as an attacker would send it.
+    fn unsigned(claims: &serde_json::Value) -> String {
+        use base64::Engine as _;
+        let b64 = |v: &serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        format!(
+            "{}.{}.",
+            b64(&serde_json::json!({"alg": "none", "typ": "JWT"})),
+            b64(claims)
+        )
     }
 
     fn rs256(claims: serde_json::Value) -> String {
@@ -531,6 +620,21 @@ pub(crate) mod tests {
                 "another algorithm",
             ),
             (Some("Bearer a.b.c".into()), "not a valid JWT"),
+            (
+                Some(format!(
+                    "Bearer {}",
+                    hs256(with(good_claims(), "exp", "tomorrow".into()))
+                )),
+                "its exp claim is a string, not a number",
+            ),
+            (
+                Some(format!("Bearer {}", unsigned(&good_claims()))),
+                "unsigned (its header says alg none)",
+            ),
+            (
+                Some("Bearer eyJhbGciOiJIUzI1NiJ9.bm90IGpzb24.c2ln".into()),
+                "its claims is not JSON",
+            ),
         ];
         for (authorization, expected) in cases {
             let (status, detail, challenge) = call(&app, authorization.as_deref()).await;

@@ -49,26 +49,38 @@ pub(super) struct ListParams {
     limit: Option<String>,
 }
 
-/// The query parameters, for the OpenAPI document: (name, description).
-pub(super) const LIST_PARAMETERS: &[(&str, &str)] = &[
+/// The query parameters, for the OpenAPI document: (name, description, JSON schema).
+pub(super) const LIST_PARAMETERS: &[(&str, &str, &str)] = &[
     (
         "signal",
         "Only dispatches of this signal (`demo.order_placed`).",
+        r#"{"type": "string"}"#,
     ),
-    ("handler", "Only dispatches in which this handler ran."),
+    (
+        "handler",
+        "Only dispatches in which this handler ran.",
+        r#"{"type": "string"}"#,
+    ),
     (
         "status",
         "`ok` or `failed`. With `handler`, the status of that handler's run.",
+        r#"{"type": "string", "enum": ["ok", "failed"]}"#,
     ),
     (
         "since",
         "Only dispatches sent at or after this time: RFC 3339 (`2024-06-20T16:13:20Z`) or Unix milliseconds.",
+        r#"{"anyOf": [{"type": "string", "format": "date-time"}, {"type": "integer", "minimum": 0}]}"#,
     ),
     (
         "before",
         "Only dispatches older than this dispatch id (the `next` link sets it).",
+        r#"{"type": "string", "format": "uuid"}"#,
     ),
-    ("limit", "The page size, 1 to 500. Default 50."),
+    (
+        "limit",
+        "The page size, 1 to 500. Default 50.",
+        r#"{"type": "integer", "minimum": 1, "maximum": 500, "default": 50}"#,
+    ),
 ];
 
 impl ListParams {
@@ -132,17 +144,69 @@ async fn list(
     }))
 }
 
+/// One dispatch, and for a durable one where each delivery stands now.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct DispatchDetail {
+    /// The dispatch as logged when it was sent.
+    #[serde(flatten)]
+    pub dispatch: StoredDispatch,
+    /// For a durable dispatch, each delivery's task as it is now (in handler order); empty
+    /// otherwise. A delivery no longer in the store (finished, then purged by the retention)
+    /// is left out.
+    pub deliveries: Vec<Delivery>,
+}
+
+/// Where one delivery of a durable dispatch stands.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct Delivery {
+    /// The handler it delivers to.
+    pub handler: String,
+    /// Its task id; the whole task is at `/api/v1/tasks/{id}`.
+    #[schemars(with = "String", extend("format" = "uuid"))]
+    pub task_id: Uuid,
+    /// `queued`, `running`, `retrying`, `succeeded`, `dead` or `cancelled`.
+    pub state: String,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Attempts in all.
+    pub max_attempts: u32,
+    /// The handler's summary, once it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    /// The error chain of the last failed attempt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub last_error: Vec<String>,
+}
+
 async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<StoredDispatch>, ApiError> {
+) -> Result<Json<DispatchDetail>, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::InvalidDispatchId(id))?;
-    state
+    let dispatch = state
         .store
         .get_dispatch(id)
         .await?
-        .map(Json)
-        .ok_or(ApiError::DispatchNotFound(id))
+        .ok_or(ApiError::DispatchNotFound(id))?;
+    let mut deliveries = Vec::new();
+    for run in &dispatch.handlers {
+        let Some(task_id) = run.task_id else { continue };
+        if let Some(task) = state.store.get_task(task_id).await? {
+            deliveries.push(Delivery {
+                handler: run.handler.clone(),
+                task_id,
+                state: task.state.to_string(),
+                attempts: task.attempts,
+                max_attempts: task.max_attempts,
+                result: task.result,
+                last_error: task.last_error,
+            });
+        }
+    }
+    Ok(Json(DispatchDetail {
+        dispatch,
+        deliveries,
+    }))
 }
 
 #[cfg(test)]

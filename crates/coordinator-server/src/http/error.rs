@@ -69,6 +69,31 @@ pub enum ApiError {
         /// The limit, in bytes.
         limit: usize,
     },
+    /// The request body did not arrive in time.
+    #[error(
+        "the request body did not arrive within {0:?}, the limit set by [server] body_timeout; \
+         send the whole body at once"
+    )]
+    BodyTimeout(Duration),
+    /// The request body could not be read (the client went away, or sent a broken body).
+    #[error("the request body could not be read: {0}")]
+    BadBody(String),
+    /// The request target is too long.
+    #[error(
+        "the request target is {length} bytes long, more than the {limit} accepted; send the data in the body"
+    )]
+    UriTooLong {
+        /// Its length.
+        length: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The request's headers are too many or too large.
+    #[error("the request's headers are too large ({problem}); send fewer or smaller headers")]
+    HeadersTooLarge {
+        /// Which limit was passed.
+        problem: String,
+    },
     /// The request took longer than the timeout.
     #[error(
         "the request did not finish within {0:?}, the limit set by [server] request_timeout; \
@@ -96,6 +121,10 @@ impl ApiError {
             | ApiError::TaskNotFound(_)
             | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::BadBody(_) => StatusCode::BAD_REQUEST,
+            ApiError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            ApiError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::Timeout(_) | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(StoreError::TaskNotFound { .. }) => StatusCode::NOT_FOUND,
             ApiError::Store(

@@ -4,6 +4,7 @@
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
+use coordinator::WorkerHealth;
 use coordinator::http::Json;
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -46,6 +47,10 @@ async fn ready(State(state): State<AppState>) -> Result<Json<Status>, ApiError> 
             ));
         }
     };
+    if let Some(Err(problem)) = state.worker.as_ref().map(WorkerHealth::check) {
+        error!(problem, "not ready: the task worker is stuck");
+        return Err(ApiError::NotReady(problem));
+    }
     if !pending.is_empty() {
         let names: Vec<String> = pending
             .iter()

@@ -146,7 +146,7 @@ impl Metrics {
         let handler_runs = Family::default();
         registry.register(
             "handler_runs",
-            "Handler runs, by signal, handler and status (ok, error, panicked, timed_out)",
+            "Handler runs, by signal, handler and status (ok, error, panicked, timed_out; queued: a durable delivery stored)",
             handler_runs.clone(),
         );
         let handler_duration: HistogramFamily<HandlerLabels> =
@@ -513,20 +513,21 @@ mod tests {
         let text = testing::text(response).await;
         for line in [
             "coordinator_dispatches_total{signal=\"demo.order_placed\"} 1",
-            "coordinator_handler_runs_total{signal=\"demo.order_placed\",handler=\"demo.enroll_learner\",status=\"ok\"} 1",
-            "coordinator_handler_runs_total{signal=\"demo.order_placed\",handler=\"demo.notify_unreachable_crm\",status=\"error\"} 1",
-            "coordinator_handler_runs_total{signal=\"demo.order_placed\",handler=\"demo.audit_with_bug\",status=\"panicked\"} 1",
+            // demo.order_placed is durable: each delivery is stored, to run as a task.
+            "coordinator_handler_runs_total{signal=\"demo.order_placed\",handler=\"demo.enroll_learner\",status=\"queued\"} 1",
+            "coordinator_handler_runs_total{signal=\"demo.order_placed\",handler=\"demo.notify_unreachable_crm\",status=\"queued\"} 1",
+            "coordinator_handler_runs_total{signal=\"demo.order_placed\",handler=\"demo.audit_with_bug\",status=\"queued\"} 1",
             "coordinator_handler_duration_seconds_count{signal=\"demo.order_placed\",handler=\"demo.enroll_learner\"} 1",
             "coordinator_http_requests_total{route=\"/api/demo/orders\",method=\"POST\",status=\"202\"} 1",
             "coordinator_http_requests_total{route=\"/api/v1/dispatches/{id}\",method=\"GET\",status=\"400\"} 1",
             "coordinator_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"} 1",
             "coordinator_http_request_duration_seconds_count{route=\"/api/demo/orders\",method=\"POST\"} 1",
             "coordinator_http_requests_in_flight 1",
-            // The handler enqueued its task; nothing runs it here.
-            "coordinator_task_queue_depth{queue=\"default\",state=\"queued\"} 1",
+            // The four deliveries wait for a worker; nothing runs them here.
+            "coordinator_task_queue_depth{queue=\"default\",state=\"queued\"} 4",
             "coordinator_task_queue_depth{queue=\"default\",state=\"succeeded\"} 0",
-            // Nothing runs the writer here: the report waits in the buffer.
-            "coordinator_dispatch_log_buffered 1",
+            // The durable dispatch was stored with its deliveries, not through the buffer.
+            "coordinator_dispatch_log_buffered 0",
             "coordinator_dispatch_log_capacity 10000",
             "coordinator_dispatch_log_dropped_total 0",
             "coordinator_dispatch_log_written_total 0",

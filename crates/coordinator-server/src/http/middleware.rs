@@ -10,8 +10,9 @@
 //!    `application/problem+json` (axum's own plain-text rejections, 405s) becomes one, with the
 //!    original text as detail (5xx texts are logged, not returned).
 //! 4. [`time_out`]: `[server] request_timeout`, answered with 503.
-//! 5. [`limit_body`] and axum's `DefaultBodyLimit`: `[server] body_limit_bytes`, answered with
-//!    413.
+//! 5. [`limit_body`]: the request's own limits (its target 414, its headers 431, its body
+//!    `[server] body_limit_bytes` 413 and `[server] body_timeout` 408), with axum's
+//!    `DefaultBodyLimit` behind it.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -43,6 +44,8 @@ pub struct Settings {
     pub body_limit: usize,
     /// `[server] request_timeout`.
     pub request_timeout: Duration,
+    /// `[server] body_timeout`.
+    pub body_timeout: Duration,
 }
 
 /// A caller's request id is used when it is short and plain (so that it cannot forge log
@@ -224,25 +227,95 @@ pub async fn time_out(State(settings): State<Settings>, request: Request, next: 
     }
 }
 
-/// Refuses at once a body whose `Content-Length` is over `[server] body_limit_bytes` (a body
-/// without one is cut off by the extractor that reads it).
+/// The longest request target (path and query) accepted, in bytes.
+pub const MAX_URI: usize = 8 * 1024;
+
+/// The most header bytes (names and values) accepted.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// The most headers accepted.
+pub const MAX_HEADER_COUNT: usize = 100;
+
+/// The request's own limits: a target longer than [`MAX_URI`] is answered 414, headers past
+/// [`MAX_HEADER_COUNT`] or [`MAX_HEADER_BYTES`] 431, a body larger than `[server]
+/// body_limit_bytes` 413, and a body that does not arrive within `[server] body_timeout` 408
+/// (the body is read here, whole, before the route runs).
 pub async fn limit_body(
     State(settings): State<Settings>,
     request: Request,
     next: Next,
 ) -> Response {
-    let declared = request
-        .headers()
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |p| p.as_str().len());
+    if target > MAX_URI {
+        return ApiError::UriTooLong {
+            length: target,
+            limit: MAX_URI,
+        }
+        .into_response();
+    }
+    let headers = request.headers();
+    let header_bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if headers.len() > MAX_HEADER_COUNT || header_bytes > MAX_HEADER_BYTES {
+        return ApiError::HeadersTooLarge {
+            problem: format!(
+                "{} headers of {header_bytes} bytes; at most {MAX_HEADER_COUNT} headers of \
+                 {MAX_HEADER_BYTES} bytes are accepted",
+                headers.len()
+            ),
+        }
+        .into_response();
+    }
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    match declared {
-        Some(length) if length > settings.body_limit as u64 => ApiError::BodyTooLarge {
+    if declared.is_some_and(|length| length > settings.body_limit as u64) {
+        return ApiError::BodyTooLarge {
+            limit: settings.body_limit,
+        }
+        .into_response();
+    }
+    let has_body = declared.is_some_and(|length| length > 0)
+        || headers.contains_key(header::TRANSFER_ENCODING);
+    if !has_body {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let read = tokio::time::timeout(
+        settings.body_timeout,
+        axum::body::to_bytes(body, settings.body_limit),
+    )
+    .await;
+    match read {
+        Err(_) => ApiError::BodyTimeout(settings.body_timeout).into_response(),
+        Ok(Err(e)) if is_length_limit(&e) => ApiError::BodyTooLarge {
             limit: settings.body_limit,
         }
         .into_response(),
-        _ => next.run(request).await,
+        Ok(Err(e)) => ApiError::BadBody(e.to_string()).into_response(),
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                .await
+        }
     }
+}
+
+/// Whether reading a body failed because it passed the limit.
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// The fallback: no route matches.
@@ -365,6 +438,7 @@ mod tests {
                 Settings {
                     body_limit: 10,
                     request_timeout: Duration::from_millis(1),
+                    body_timeout: Duration::from_secs(1),
                 },
                 time_out,
             ));
@@ -430,6 +504,7 @@ mod tests {
                 Settings {
                     body_limit: 10,
                     request_timeout: Duration::from_secs(1),
+                    body_timeout: Duration::from_secs(1),
                 },
                 problem_responses,
             ));

@@ -32,9 +32,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use coordinator::Coordinator;
 use coordinator::migration::Migration;
 use coordinator::store::Store;
+use coordinator::{Coordinator, WorkerHealth};
 
 use crate::settings::AppConfig;
 
@@ -59,6 +59,8 @@ pub struct AppState {
     pub config: Arc<AppConfig>,
     /// Every migration the database must have applied to be ready (framework's are implicit).
     pub migrations: Arc<[Migration]>,
+    /// The health of the task worker running in this process, if one does (readiness).
+    pub worker: Option<WorkerHealth>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -85,6 +87,7 @@ pub fn router(state: AppState) -> Router {
     let settings = middleware::Settings {
         body_limit: server.body_limit_bytes,
         request_timeout: server.request_timeout.0,
+        body_timeout: server.body_timeout.0,
     };
     let auth = Arc::clone(&state.auth);
     let metrics = Arc::clone(&state.metrics);

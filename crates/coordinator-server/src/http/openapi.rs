@@ -8,14 +8,13 @@
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-use coordinator::dispatch_log::StoredDispatch;
 use coordinator::http::{Access, Json, Problem, Route};
 use coordinator::task::StoredTask;
 use coordinator::{Catalog, Coordinator};
 use serde_json::{Map, Value, json};
 
 use super::AppState;
-use super::dispatches::{DispatchList, LIST_PARAMETERS};
+use super::dispatches::{DispatchDetail, DispatchList, LIST_PARAMETERS};
 use super::health::Status;
 use super::tasks::{LIST_PARAMETERS as TASK_LIST_PARAMETERS, TaskList};
 
@@ -167,6 +166,13 @@ fn openapi_path(path: &str) -> String {
     path.replace("{*", "{")
 }
 
+/// A query parameter with its schema (JSON text, written by hand beside the parameter).
+fn query_parameter(name: &str, description: &str, schema: &str) -> Value {
+    let schema: Value = serde_json::from_str(schema)
+        .unwrap_or_else(|e| panic!("the schema of query parameter {name} is not JSON: {e}"));
+    json!({ "name": name, "in": "query", "required": false, "description": description, "schema": schema })
+}
+
 /// The names of the parameters in a path template.
 fn path_parameters(path: &str) -> Vec<String> {
     path.split('/')
@@ -180,7 +186,7 @@ pub fn document(coordinator: &Coordinator) -> Value {
     let mut schemas = Schemas::default();
     let problem = schemas.of::<Problem>();
     let catalog = schemas.of::<Catalog>();
-    let stored = schemas.of::<StoredDispatch>();
+    let stored = schemas.of::<DispatchDetail>();
     let list = schemas.of::<DispatchList>();
     let status = schemas.of::<Status>();
     let task = schemas.of::<StoredTask>();
@@ -255,9 +261,7 @@ pub fn document(coordinator: &Coordinator) -> Value {
     );
     let list_parameters: Vec<Value> = LIST_PARAMETERS
         .iter()
-        .map(|(name, description)| {
-            json!({ "name": name, "in": "query", "required": false, "description": description, "schema": { "type": "string" } })
-        })
+        .map(|(name, description, schema)| query_parameter(name, description, schema))
         .collect();
     paths.insert(
         "/api/v1/dispatches".into(),
@@ -278,7 +282,7 @@ pub fn document(coordinator: &Coordinator) -> Value {
         "/api/v1/dispatches/{id}".into(),
         json!({ "get": {
             "operationId": "get_dispatch",
-            "summary": "One dispatch: its signal, sender and every handler's outcome.",
+            "summary": "One dispatch: its signal, sender and every handler's outcome; for a durable one, where each delivery stands.",
             "tags": ["dispatches"],
             "security": secured,
             "parameters": [{ "name": "id", "in": "path", "required": true, "description": "The dispatch id (a UUID)", "schema": { "type": "string", "format": "uuid" } }],
@@ -293,9 +297,7 @@ pub fn document(coordinator: &Coordinator) -> Value {
 
     let task_parameters: Vec<Value> = TASK_LIST_PARAMETERS
         .iter()
-        .map(|(name, description)| {
-            json!({ "name": name, "in": "query", "required": false, "description": description, "schema": { "type": "string" } })
-        })
+        .map(|(name, description, schema)| query_parameter(name, description, schema))
         .collect();
     paths.insert(
         "/api/v1/tasks".into(),

@@ -46,18 +46,32 @@ pub(super) struct ListParams {
 }
 
 /// The query parameters, for the OpenAPI document: (name, description).
-pub(super) const LIST_PARAMETERS: &[(&str, &str)] = &[
+pub(super) const LIST_PARAMETERS: &[(&str, &str, &str)] = &[
     (
         "state",
         "Only tasks in this state: `queued`, `running`, `succeeded`, `retrying`, `dead` or `cancelled`.",
+        r#"{"type": "string", "enum": ["queued", "running", "succeeded", "retrying", "dead", "cancelled"]}"#,
     ),
-    ("queue", "Only tasks on this queue."),
-    ("task", "Only tasks of this name (`demo.enroll_in_course`)."),
+    (
+        "queue",
+        "Only tasks on this queue.",
+        r#"{"type": "string"}"#,
+    ),
+    (
+        "task",
+        "Only tasks of this name (`demo.enroll_in_course`; `deliver:<handler>` for the deliveries of durable signals).",
+        r#"{"type": "string"}"#,
+    ),
     (
         "before",
         "Only tasks older than this task id (the `next` link sets it).",
+        r#"{"type": "string", "format": "uuid"}"#,
     ),
-    ("limit", "The page size, 1 to 500. Default 50."),
+    (
+        "limit",
+        "The page size, 1 to 500. Default 50.",
+        r#"{"type": "integer", "minimum": 1, "maximum": 500, "default": 50}"#,
+    ),
 ];
 
 impl ListParams {

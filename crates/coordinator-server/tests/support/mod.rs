@@ -57,13 +57,26 @@ impl TempDir {
 /// The embedded default configuration's wiring with `extra` after it (no `[server]` section in
 /// `extra`: the base sets bind and shutdown grace).
 pub fn config_text(storage_url: &str, extra: &str) -> String {
+    config_with_orders(storage_url, ORDERS_RUN_NOW, extra)
+}
+
+/// demo.order_placed to two handlers that succeed, run while the order is posted: each order
+/// enqueues one demo.enroll_in_course task, and is answered 202.
+pub const ORDERS_RUN_NOW: &str = r#"["demo.enroll_learner", "demo.record_order"]"#;
+
+/// demo.order_placed durable, to the default configuration's four handlers (two of which fail
+/// and panic): each order stores four deliveries.
+pub const ORDERS_DURABLE: &str = r#"{ durable = true, handlers = ["demo.enroll_learner", "demo.record_order", "demo.notify_unreachable_crm", "demo.audit_with_bug"] }"#;
+
+/// [`config_text`] with demo.order_placed wired as `orders` says (a TOML value).
+pub fn config_with_orders(storage_url: &str, orders: &str, extra: &str) -> String {
     format!(
         r#"
 [extensions]
 enabled = ["demo"]
 
 [signals]
-"demo.order_placed" = ["demo.enroll_learner", "demo.record_order", "demo.notify_unreachable_crm", "demo.audit_with_bug"]
+"demo.order_placed" = {orders}
 "demo.payment_refunded" = ["demo.revoke_seat"]
 "demo.learner_enrolled" = ["demo.welcome_learner"]
 

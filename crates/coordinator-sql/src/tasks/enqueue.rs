@@ -1,5 +1,6 @@
 //! Adding a task to the queue.
 
+use coordinator::dispatch_log::DurableDispatch;
 use coordinator::id::{new_id, now_ms};
 use coordinator::store::StoreError;
 use coordinator::task::NewTask;
@@ -14,37 +15,11 @@ pub const ACTION: &str = "enqueue a task";
 /// Inserts `task` on `conn` (committed with it) and returns its id; with a unique key held by
 /// a pending task of the same name, returns that task's id instead.
 pub async fn insert_task<C: SqlConn>(conn: &mut C, task: &NewTask) -> Result<Uuid, StoreError> {
-    let now = ms_to_db(now_ms());
     // A pending task holding the unique key may finish between the insert and the look-up;
     // then the insert is simply tried again.
     for _ in 0..5 {
         let (id, _) = new_id();
-        let mut sql = conn.sql(
-            "INSERT INTO coordinator_tasks (id, task, queue, payload, state, attempts, \
-             max_attempts, run_at_ms, unique_key, origin_dispatch, created_at_ms, updated_at_ms) \
-             VALUES (",
-        );
-        sql.bind(Arg::Id(id))
-            .push(", ")
-            .bind(Arg::Text(task.task.clone()))
-            .push(", ")
-            .bind(Arg::Text(task.queue.clone()))
-            .push(", ")
-            .bind(Arg::Text(task.payload.clone()))
-            .push(", 'queued', 0, ")
-            .bind(Arg::Int(i64::from(task.max_attempts)))
-            .push(", ")
-            .bind(Arg::Int(ms_to_db(task.run_at_ms)))
-            .push(", ")
-            .bind(Arg::OptText(task.unique_key.clone()))
-            .push(", ")
-            .bind(Arg::OptId(task.origin_dispatch))
-            .push(", ")
-            .bind(Arg::Int(now))
-            .push(", ")
-            .bind(Arg::Int(now))
-            .push(") ON CONFLICT DO NOTHING");
-        if conn.execute(ACTION, &sql).await? == 1 {
+        if insert_row(conn, id, task).await? == 1 {
             return Ok(id);
         }
         if let Some(key) = &task.unique_key {
@@ -64,4 +39,58 @@ pub async fn insert_task<C: SqlConn>(conn: &mut C, task: &NewTask) -> Result<Uui
             task.task
         ),
     ))
+}
+
+/// The name of storing a durable dispatch in errors.
+pub const DISPATCH_ACTION: &str = "store a durable dispatch";
+
+/// Inserts a durable dispatch on `conn` (in a transaction): each delivery as a task with its
+/// id, then the dispatch in the log.
+pub async fn insert_dispatch<C: SqlConn>(
+    conn: &mut C,
+    durable: &DurableDispatch,
+) -> Result<(), StoreError> {
+    for (id, task) in &durable.deliveries {
+        if insert_row(conn, *id, task).await? != 1 {
+            return Err(StoreError::database(
+                conn.dialect().backend(),
+                DISPATCH_ACTION,
+            )(format!(
+                "delivery {id} of dispatch {} is stored already",
+                durable.dispatch.id
+            )));
+        }
+    }
+    crate::dispatches::insert_dispatches(conn, std::slice::from_ref(&durable.dispatch)).await
+}
+
+/// One INSERT of `task` with `id`; 0 rows when a pending task holds its unique key.
+async fn insert_row<C: SqlConn>(conn: &mut C, id: Uuid, task: &NewTask) -> Result<u64, StoreError> {
+    let now = ms_to_db(now_ms());
+    let mut sql = conn.sql(
+        "INSERT INTO coordinator_tasks (id, task, queue, payload, state, attempts, \
+         max_attempts, run_at_ms, unique_key, origin_dispatch, created_at_ms, updated_at_ms) \
+         VALUES (",
+    );
+    sql.bind(Arg::Id(id))
+        .push(", ")
+        .bind(Arg::Text(task.task.clone()))
+        .push(", ")
+        .bind(Arg::Text(task.queue.clone()))
+        .push(", ")
+        .bind(Arg::Text(task.payload.clone()))
+        .push(", 'queued', 0, ")
+        .bind(Arg::Int(i64::from(task.max_attempts)))
+        .push(", ")
+        .bind(Arg::Int(ms_to_db(task.run_at_ms)))
+        .push(", ")
+        .bind(Arg::OptText(task.unique_key.clone()))
+        .push(", ")
+        .bind(Arg::OptId(task.origin_dispatch))
+        .push(", ")
+        .bind(Arg::Int(now))
+        .push(", ")
+        .bind(Arg::Int(now))
+        .push(") ON CONFLICT DO NOTHING");
+    conn.execute(ACTION, &sql).await
 }

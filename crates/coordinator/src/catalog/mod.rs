@@ -60,6 +60,24 @@ pub struct SignalEntry {
     pub payload_schema: serde_json::Value,
     /// The handlers it is delivered to, in configuration order.
     pub handlers: Vec<String>,
+    /// Whether it is durable: each delivery is stored and run as a task (`deliver:<handler>`).
+    #[serde(default)]
+    pub durable: bool,
+}
+
+/// How a handler's deliveries of durable signals run: as tasks, with these settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct DeliveryEntry {
+    /// The delivery task's name (`deliver:<handler>`).
+    pub task: String,
+    /// The queue deliveries run on.
+    pub queue: String,
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// The wait after the first failure, in milliseconds.
+    pub initial_backoff_ms: u64,
+    /// The longest wait between attempts, in milliseconds.
+    pub max_backoff_ms: u64,
 }
 
 /// A handler.
@@ -83,6 +101,9 @@ pub struct HandlerEntry {
     /// The signals it sends.
     #[serde(default)]
     pub sends: Vec<String>,
+    /// When a durable signal is delivered to it: how those deliveries run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliveryEntry>,
 }
 
 /// A background task, with the settings in force (its declaration's, overridden by
@@ -184,6 +205,7 @@ impl Catalog {
                     .get(d.name)
                     .map(|s| s.handlers.iter().map(|h| h.name.to_owned()).collect())
                     .unwrap_or_default(),
+                durable: wiring.signals.get(d.name).is_some_and(|s| s.durable),
             })
             .collect();
         signals.sort_by(|a, b| a.name.cmp(&b.name));
@@ -213,6 +235,16 @@ impl Catalog {
                         .and_then(|h| h.timeout)
                         .map_or(config.timeouts.handler.0, |t| t.0),
                 ),
+                delivery: {
+                    let task = crate::dispatch::delivery_task(d.name);
+                    wiring.tasks.get(task.as_str()).map(|t| DeliveryEntry {
+                        task,
+                        queue: t.queue.clone(),
+                        max_attempts: t.retry.max_attempts,
+                        initial_backoff_ms: millis(t.retry.initial_backoff),
+                        max_backoff_ms: millis(t.retry.max_backoff),
+                    })
+                },
             })
             .collect();
         handlers.sort_by(|a, b| a.name.cmp(&b.name));

@@ -112,10 +112,10 @@ impl Catalog {
                     s.name.clone(),
                     s.extension.clone(),
                     short_type(&s.payload_type),
-                    if s.handlers.is_empty() {
-                        "(none)".to_owned()
-                    } else {
-                        s.handlers.join(", ")
+                    match (s.handlers.is_empty(), s.durable) {
+                        (true, _) => "(none)".to_owned(),
+                        (false, false) => s.handlers.join(", "),
+                        (false, true) => format!("{} (durable)", s.handlers.join(", ")),
                     },
                 ]
             })
@@ -140,6 +140,34 @@ impl Catalog {
                 out,
                 "handlers: none; no [signals] entry connects a handler, so nothing receives it"
             );
+        } else if signal.durable {
+            let _ = writeln!(
+                out,
+                "handlers ({}, in configuration order; durable: each delivery is stored when \
+                 the signal is sent, and a worker runs it as a task, retried on its own):",
+                signal.handlers.len()
+            );
+            for h in &signal.handlers {
+                match self
+                    .handler(h)
+                    .and_then(|e| e.delivery.as_ref().map(|d| (e, d)))
+                {
+                    Some((entry, d)) => {
+                        let _ = writeln!(
+                            out,
+                            "  {h}  (task {}, queue {}, {} attempts, timeout {})",
+                            d.task,
+                            d.queue,
+                            d.max_attempts,
+                            millis(entry.timeout_ms)
+                        );
+                        let _ = writeln!(out, "      {}", or_undocumented(&entry.doc));
+                    }
+                    None => {
+                        let _ = writeln!(out, "  {h}  (not declared by an enabled extension)");
+                    }
+                }
+            }
         } else {
             let _ = writeln!(
                 out,
@@ -442,6 +470,17 @@ impl Catalog {
             }
             if !h.sends.is_empty() {
                 let _ = writeln!(out, "- Sends: {}", code_list(&h.sends, ""));
+            }
+            if let Some(d) = &h.delivery {
+                let _ = writeln!(
+                    out,
+                    "- Durable deliveries: task `{}` on queue `{}`, {} attempts, backoff {} to {}",
+                    d.task,
+                    d.queue,
+                    d.max_attempts,
+                    millis(d.initial_backoff_ms),
+                    millis(d.max_backoff_ms)
+                );
             }
             let _ = writeln!(out, "- Timeout: {}\n", millis(h.timeout_ms));
         }
@@ -900,6 +939,7 @@ mod tests {
                     payload_type: "shop::signals::SeatBought".into(),
                     payload_schema: schema_of::<SeatBought>(),
                     handlers: vec!["shop.enroll_learner".into(), "shop.send_receipt".into()],
+                    durable: false,
                 },
                 SignalEntry {
                     name: "shop.seat_refunded".into(),
@@ -908,6 +948,7 @@ mod tests {
                     payload_type: "alloc::vec::Vec<shop::signals::SeatBought>".into(),
                     payload_schema: schema_of::<Vec<SeatBought>>(),
                     handlers: vec![],
+                    durable: false,
                 },
             ],
             handlers: vec![
@@ -920,6 +961,7 @@ mod tests {
                     timeout_ms: 2000,
                     enqueues: vec![],
                     sends: vec![],
+                    delivery: None,
                 },
                 HandlerEntry {
                     name: "shop.send_receipt".into(),
@@ -930,6 +972,7 @@ mod tests {
                     timeout_ms: 250,
                     enqueues: vec![],
                     sends: vec![],
+                    delivery: None,
                 },
             ],
             filters: vec![FilterEntry {

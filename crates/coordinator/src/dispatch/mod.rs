@@ -5,8 +5,10 @@
 //! [`DispatchReport`] with one [`HandlerRun`] per handler. Successful runs are logged at DEBUG;
 //! failures at ERROR with the whole error chain. Each dispatch and each handler run is a DEBUG
 //! `tracing` span (see `docs/decisions/0003-handler-storage-and-concurrency.md` for why DEBUG).
-//! The report types are in `report.rs`.
+//! The report types are in `report.rs`. A durable signal runs no handler while it is sent: its
+//! deliveries are stored and the workers run them (`durable.rs`).
 
+pub(crate) mod durable;
 pub(crate) mod report;
 
 use std::any::TypeId;
@@ -17,7 +19,9 @@ use futures_util::future::join_all;
 use tracing::{Instrument, debug, debug_span, error, field, warn};
 use uuid::Uuid;
 
-pub use report::{DispatchObserver, DispatchReport, HandlerRun, Outcome, Sender};
+pub use crate::task::delivery::{DELIVERY_PREFIX, delivery_task};
+pub use durable::SendError;
+pub use report::{DispatchObserver, DispatchReport, HandlerRun, NotAccepted, Outcome, Sender};
 
 use crate::context::{Context, Runtime};
 use crate::guard::{Guard, Guarded};
@@ -73,6 +77,33 @@ async fn dispatch<P: Payload>(
     if slot.handlers.is_empty() {
         debug!(signal = name, %sender, dispatch_id = %id, "signal has no handlers");
         return report;
+    }
+    if slot.durable {
+        return match durable::prepare(report, slot, &payload) {
+            Ok(prepared) => durable::store(runtime, prepared).await,
+            Err(e) => {
+                error!(signal = name, %sender, dispatch_id = %id, error = %e,
+                    "durable signal could not be stored; no handler will run");
+                let chain = vec![e.to_string()];
+                DispatchReport {
+                    id,
+                    signal: name,
+                    sender,
+                    sent_at_ms,
+                    handlers: slot
+                        .handlers
+                        .iter()
+                        .map(|h| HandlerRun {
+                            handler: h.name,
+                            outcome: Outcome::Error {
+                                chain: chain.clone(),
+                            },
+                            duration: std::time::Duration::ZERO,
+                        })
+                        .collect(),
+                }
+            }
+        };
     }
     let span = debug_span!("dispatch", signal = name, %sender, dispatch_id = %id,
         cause = field::Empty, payload = field::Empty);

@@ -75,21 +75,38 @@ pub enum Outcome {
         /// The timeout, in milliseconds.
         timeout_ms: u64,
     },
+    /// The signal is durable: the delivery was stored, and a worker runs the handler from
+    /// storage as the task `task_id` (retried on its own, with the task machinery's backoff).
+    Queued {
+        /// The delivery's task id; follow it at `/api/v1/tasks/{id}`.
+        task_id: Uuid,
+    },
 }
 
 impl Outcome {
-    /// Whether the handler returned normally.
+    /// Whether the handler returned normally, or its durable delivery was stored.
     pub fn is_ok(&self) -> bool {
-        matches!(self, Outcome::Ok { .. })
+        matches!(self, Outcome::Ok { .. } | Outcome::Queued { .. })
     }
 
-    /// `ok`, `error`, `panicked` or `timed_out`.
+    /// `ok`, `error`, `panicked`, `timed_out` or `queued`.
     pub fn status(&self) -> &'static str {
         match self {
             Outcome::Ok { .. } => "ok",
             Outcome::Error { .. } => "error",
             Outcome::Panicked { .. } => "panicked",
             Outcome::TimedOut { .. } => "timed_out",
+            Outcome::Queued { .. } => "queued",
+        }
+    }
+
+    /// The error, panic or timeout, in one line (`None` when it is ok).
+    pub fn problem(&self) -> Option<String> {
+        match self {
+            Outcome::Ok { .. } | Outcome::Queued { .. } => None,
+            Outcome::Error { chain } => Some(chain.join(": ")),
+            Outcome::Panicked { message, .. } => Some(format!("panicked: {message}")),
+            Outcome::TimedOut { timeout_ms } => Some(format!("timed out after {timeout_ms} ms")),
         }
     }
 }
@@ -142,7 +159,72 @@ impl DispatchReport {
     pub fn run(&self, handler: &str) -> Option<&HandlerRun> {
         self.handlers.iter().find(|h| h.handler == handler)
     }
+
+    /// Whether this was a durable dispatch whose deliveries were stored (with the dispatch
+    /// itself, in the same transaction): the dispatch log already has it.
+    pub fn is_stored(&self) -> bool {
+        !self.handlers.is_empty()
+            && self
+                .handlers
+                .iter()
+                .all(|h| matches!(h.outcome, Outcome::Queued { .. }))
+    }
+
+    /// `Ok` when every handler's work is done or durably stored, so that a route may answer
+    /// 2xx; else the first handler that failed, for a route to answer 503 (see
+    /// [`NotAccepted`]): the caller should send again.
+    pub fn accepted(&self) -> Result<(), NotAccepted> {
+        match self.failures().next() {
+            None => Ok(()),
+            Some(run) => Err(NotAccepted {
+                dispatch_id: self.id,
+                signal: self.signal,
+                handler: run.handler,
+                status: run.outcome.status(),
+                failed: self.failures().count(),
+            }),
+        }
+    }
 }
+
+/// A dispatch whose work is not all done or stored: a handler failed, panicked or timed out
+/// before its work was durable. A route answers it with 503 and `Retry-After`
+/// (it converts into a [`Problem`](crate::http::Problem)), never 2xx: the caller keeps the
+/// event and sends it again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotAccepted {
+    /// The dispatch.
+    pub dispatch_id: Uuid,
+    /// The signal.
+    pub signal: &'static str,
+    /// The first handler that failed.
+    pub handler: &'static str,
+    /// How it ended: `error`, `panicked` or `timed_out` (its error is in the log and the
+    /// dispatch log, not here: it may name internals).
+    pub status: &'static str,
+    /// How many handlers failed.
+    pub failed: usize,
+}
+
+impl fmt::Display for NotAccepted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the {} event was not accepted: handler {} did not make its work durable ({})",
+            self.signal, self.handler, self.status
+        )?;
+        if self.failed > 1 {
+            write!(f, " and {} more", self.failed - 1)?;
+        }
+        write!(
+            f,
+            "; its error is logged with dispatch {}; send the request again",
+            self.dispatch_id
+        )
+    }
+}
+
+impl std::error::Error for NotAccepted {}
 
 /// Receives every dispatch report as soon as its dispatch ends (the dispatch log, metrics).
 ///

@@ -47,7 +47,9 @@ use crate::store::Store;
 
 pub(crate) mod record;
 
-pub use record::{DispatchPage, DispatchQuery, DispatchStatus, StoredDispatch, StoredHandlerRun};
+pub use record::{
+    DispatchPage, DispatchQuery, DispatchStatus, DurableDispatch, StoredDispatch, StoredHandlerRun,
+};
 
 /// The least time between two warnings about dropped reports.
 const WARN_EVERY: Duration = Duration::from_secs(10);
@@ -151,6 +153,10 @@ impl DispatchLog {
 
 impl DispatchObserver for DispatchLog {
     fn dispatched(&self, report: &DispatchReport) {
+        // A durable dispatch was stored with its deliveries, in their transaction.
+        if report.is_stored() {
+            return;
+        }
         // Reserve first, so that a full buffer costs no conversion.
         match self.tx.try_reserve() {
             Ok(permit) => {

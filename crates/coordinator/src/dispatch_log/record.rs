@@ -96,7 +96,8 @@ impl FromStr for DispatchStatus {
 pub struct StoredHandlerRun {
     /// The handler (`commercetools.refund_from_stripe`).
     pub handler: String,
-    /// How it ended: `ok`, `error`, `panicked` or `timed_out`.
+    /// How it ended: `ok`, `error`, `panicked` or `timed_out`; `queued` for a durable
+    /// delivery stored to run as a task (`task_id`).
     pub status: String,
     /// How long it ran, in microseconds.
     pub duration_us: u64,
@@ -115,12 +116,17 @@ pub struct StoredHandlerRun {
     /// When it timed out: the timeout, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// When the signal is durable (`queued`): the task that delivers it to the handler, whose
+    /// state and attempts say how the delivery went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>", extend("format" = "uuid"))]
+    pub task_id: Option<Uuid>,
 }
 
 impl StoredHandlerRun {
-    /// Whether the handler returned normally.
+    /// Whether the handler returned normally, or its durable delivery was stored.
     pub fn is_ok(&self) -> bool {
-        self.status == "ok"
+        self.status == "ok" || self.status == "queued"
     }
 }
 
@@ -139,6 +145,7 @@ impl From<&DispatchReport> for StoredDispatch {
                     panic_message: None,
                     panic_location: None,
                     timeout_ms: None,
+                    task_id: None,
                 };
                 match &run.outcome {
                     Outcome::Ok { result } => stored.result.clone_from(result),
@@ -148,6 +155,7 @@ impl From<&DispatchReport> for StoredDispatch {
                         stored.panic_location.clone_from(location);
                     }
                     Outcome::TimedOut { timeout_ms } => stored.timeout_ms = Some(*timeout_ms),
+                    Outcome::Queued { task_id } => stored.task_id = Some(*task_id),
                 }
                 stored
             })
@@ -165,6 +173,17 @@ impl From<&DispatchReport> for StoredDispatch {
             handlers,
         }
     }
+}
+
+/// A durable dispatch as stored: the dispatch (each run `queued`, with its delivery's task id)
+/// and the deliveries, one task per handler, with the ids the runs name. A backend stores them
+/// in one transaction: a durable signal is sent entirely or not at all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DurableDispatch {
+    /// The dispatch, for the dispatch log.
+    pub dispatch: StoredDispatch,
+    /// Each delivery's task id and task, in the dispatch's handler order.
+    pub deliveries: Vec<(Uuid, crate::task::record::NewTask)>,
 }
 
 /// Which stored dispatches to list: every filter given must match. Newest first.

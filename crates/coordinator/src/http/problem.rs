@@ -7,6 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::dispatch::report::NotAccepted;
 use crate::filter::FilterError;
 use crate::store::StoreError;
 use crate::task::EnqueueError;
@@ -189,8 +190,20 @@ impl From<EnqueueError> for Problem {
                      error is logged with this request's id",
                 )
             }
+            e @ EnqueueError::InvalidIntakeKey { .. } => Problem::bad_request(e.to_string()),
             other => Problem::internal(&other),
         }
+    }
+}
+
+impl From<NotAccepted> for Problem {
+    /// 503 with `Retry-After`: a handler did not make its work durable, so the request is not
+    /// accepted and the caller sends it again. The body names the handler and the dispatch
+    /// (`handler`, `dispatch_id`); its error is in the log and the dispatch log.
+    fn from(e: NotAccepted) -> Self {
+        Problem::unavailable(e.to_string(), RETRY_AFTER_SECS)
+            .with("handler", e.handler)
+            .with("dispatch_id", e.dispatch_id.to_string())
     }
 }
 

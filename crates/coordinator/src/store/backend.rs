@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::StoreError;
 use super::migrate::{AppliedMigration, Planned, Recorded};
-use crate::dispatch_log::record::{DispatchPage, DispatchQuery, StoredDispatch};
+use crate::dispatch_log::record::{DispatchPage, DispatchQuery, DurableDispatch, StoredDispatch};
 use crate::migration::Migration;
 use crate::task::record::{
     ClaimedTask, NewTask, StoredTask, TaskCount, TaskOutcome, TaskPage, TaskQuery,
@@ -32,6 +32,11 @@ pub trait TaskQueue: Send + Sync {
     /// Adds a task and returns its id; with a `unique_key` held by a pending task of the same
     /// name, returns that task's id instead. Committed when it returns.
     async fn enqueue_task(&self, task: &NewTask) -> Result<Uuid, StoreError>;
+
+    /// Stores a durable dispatch in one transaction: each delivery enqueued as a task with the
+    /// id given, and the dispatch in the log. Committed when it returns; on an error nothing
+    /// of it is stored.
+    async fn enqueue_dispatch(&self, dispatch: &DurableDispatch) -> Result<(), StoreError>;
 
     /// Claims up to `limit` due tasks of `queues` (every queue when empty) for `worker`, each
     /// `running` under a lease until now + `lease`, its attempt counted and recorded. Running
@@ -116,6 +121,10 @@ pub trait Inbox: Send + Sync {
 pub trait Transaction: Send {
     /// Enqueues a task as part of this transaction (see [`TaskQueue::enqueue_task`]).
     async fn enqueue_task(&mut self, task: &NewTask) -> Result<Uuid, StoreError>;
+
+    /// Stores a durable dispatch as part of this transaction (see
+    /// [`TaskQueue::enqueue_dispatch`]).
+    async fn enqueue_dispatch(&mut self, dispatch: &DurableDispatch) -> Result<(), StoreError>;
 
     /// Records that the event `external_id` from `source` was received: `true` the first
     /// time, `false` when it already was (concurrent transactions recording the same key wait

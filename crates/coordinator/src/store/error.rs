@@ -45,6 +45,20 @@ pub enum StoreError {
         source: std::io::Error,
     },
 
+    /// A database file cannot be used where `[storage] url` points: it is a folder, it does not
+    /// exist (for a command that only reads), or it cannot be written.
+    #[error("cannot use the {backend} database {location}: {problem}; {fix}")]
+    Unusable {
+        /// The backend.
+        backend: &'static str,
+        /// The file (or URL without credentials).
+        location: String,
+        /// What is wrong.
+        problem: String,
+        /// How to fix it.
+        fix: &'static str,
+    },
+
     /// The database could not be opened or reached.
     #[error(
         "cannot connect to the {backend} database at {url}: {source}; check that it is running and \
@@ -70,6 +84,21 @@ pub enum StoreError {
         /// The backend (`sqlite`, `postgresql`).
         backend: &'static str,
         /// The driver's error.
+        source: BoxError,
+    },
+
+    /// The database refused a statement because of what it holds (a constraint, a value it
+    /// cannot store): sending it again would fail the same way.
+    #[error(
+        "the {backend} database refused to {action}: {source}; the data cannot be stored as it \
+         is, so trying again will not help"
+    )]
+    Rejected {
+        /// What the store was doing.
+        action: &'static str,
+        /// The backend.
+        backend: &'static str,
+        /// The database's error.
         source: BoxError,
     },
 
@@ -218,8 +247,8 @@ impl StoreError {
         }
     }
 
-    /// Whether the failure is the database's (unreachable, refusing a statement), as opposed
-    /// to a request the store refused (an unknown task, a task in the wrong state).
+    /// Whether the database could not be reached or did not complete the operation (a lost
+    /// connection, a busy writer, a timeout, a read-only file): trying again later may succeed.
     pub fn is_database(&self) -> bool {
         matches!(
             self,
@@ -227,6 +256,12 @@ impl StoreError {
                 | StoreError::Connect { .. }
                 | StoreError::WriterBusy { .. }
         )
+    }
+
+    /// Whether the database refused the data itself ([`StoreError::Rejected`]): trying the
+    /// same again fails the same way.
+    pub fn is_rejected(&self) -> bool {
+        matches!(self, StoreError::Rejected { .. })
     }
 }
 

@@ -34,7 +34,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::dispatch_log::record::{DispatchPage, DispatchQuery, StoredDispatch};
+use crate::dispatch_log::record::{DispatchPage, DispatchQuery, DurableDispatch, StoredDispatch};
 use crate::migration::Migration;
 
 use crate::task::record::{
@@ -162,6 +162,15 @@ impl Store {
         let id = self.backend.enqueue_task(task).await?;
         self.notify_enqueued();
         Ok(id)
+    }
+
+    /// Stores a durable dispatch and its deliveries in one transaction (what sending a durable
+    /// signal does; see [`Context::send_robust`](crate::Context::send_robust)), and wakes this
+    /// process's workers.
+    pub async fn enqueue_dispatch(&self, dispatch: &DurableDispatch) -> Result<(), StoreError> {
+        self.backend.enqueue_dispatch(dispatch).await?;
+        self.notify_enqueued();
+        Ok(())
     }
 
     /// Begins a transaction, to record an incoming event and enqueue its work together.
@@ -402,6 +411,14 @@ impl StoreTx {
         let id = self.tx.enqueue_task(task).await?;
         self.enqueued = true;
         Ok(id)
+    }
+
+    /// Stores a durable dispatch and its deliveries as part of this transaction (what
+    /// [`Context::send_in`](crate::Context::send_in) does).
+    pub async fn enqueue_dispatch(&mut self, dispatch: &DurableDispatch) -> Result<(), StoreError> {
+        self.tx.enqueue_dispatch(dispatch).await?;
+        self.enqueued = true;
+        Ok(())
     }
 
     /// Records that the event `external_id` from `source` (a webhook's event id, a message id)

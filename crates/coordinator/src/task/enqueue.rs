@@ -70,6 +70,8 @@ pub(crate) async fn receive_once<P: Payload>(
 ) -> Result<Received, EnqueueError> {
     let name = task.name();
     let store_error = |source| EnqueueError::Store { task: name, source };
+    super::check_intake_key("source", source)?;
+    super::check_intake_key("id", external_id)?;
     // Checked before the transaction: a task this coordinator cannot enqueue takes no lock.
     let new = new_task(ctx, task, &payload, EnqueueOptions::default())?;
     let Some(store) = &ctx.runtime.store else {

@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use uuid::Uuid;
 
+pub(crate) mod delivery;
 pub(crate) mod enqueue;
 pub(crate) mod record;
 
@@ -377,6 +378,21 @@ pub enum EnqueueError {
         /// The serializer's error.
         source: serde_json::Error,
     },
+    /// An external event's source or id cannot be a key of the inbox (empty, too long, or with
+    /// a control character): the caller sent something malformed.
+    #[error(
+        "the event's {what} {value} cannot be received: {problem}; send a printable {what} of \
+         1 to {max} characters",
+        max = MAX_INTAKE_KEY
+    )]
+    InvalidIntakeKey {
+        /// `source` or `id`.
+        what: &'static str,
+        /// The value, escaped so that it prints on one line.
+        value: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
     /// The store refused or failed.
     #[error("cannot enqueue task \"{task}\": {source}")]
     Store {
@@ -385,6 +401,36 @@ pub enum EnqueueError {
         /// The store's error.
         source: crate::store::StoreError,
     },
+}
+
+/// The longest source or id of an external event the inbox takes, in characters.
+pub const MAX_INTAKE_KEY: usize = 255;
+
+/// Refuses a source or id of an external event that cannot be an inbox key.
+pub(crate) fn check_intake_key(what: &'static str, value: &str) -> Result<(), EnqueueError> {
+    let problem = if value.is_empty() {
+        "it is empty"
+    } else if value.chars().count() > MAX_INTAKE_KEY {
+        "it is too long"
+    } else if value.chars().any(char::is_control) {
+        "it holds a control character"
+    } else {
+        return Ok(());
+    };
+    let mut shown: String = value
+        .chars()
+        .take(80)
+        .collect::<String>()
+        .escape_debug()
+        .collect();
+    if value.chars().count() > 80 {
+        shown.push('…');
+    }
+    Err(EnqueueError::InvalidIntakeKey {
+        what,
+        value: format!("\"{shown}\""),
+        problem,
+    })
 }
 
 /// A task with its payload type erased: it deserializes the stored JSON payload and runs.

@@ -283,6 +283,15 @@ pub enum WiringWarning {
         /// The queue.
         queue: String,
     },
+    /// `[handlers."<name>"]` sets how deliveries are retried or queued, but the handler
+    /// receives no durable signal, so it has no deliveries.
+    #[error(
+        "[handlers.\"{handler}\"] sets max_attempts, initial_backoff, max_backoff or queue, which apply only to deliveries of durable signals, and no durable signal is delivered to it; remove them, or make one of its signals durable"
+    )]
+    UnusedDeliverySettings {
+        /// The handler.
+        handler: String,
+    },
     /// A declared step is in no pipeline.
     #[error(
         "step \"{step}\" (declared by extension \"{extension}\") is in no filter's pipeline, so it never runs"

@@ -44,11 +44,11 @@ pub(crate) fn compile(
     routes::check(decls, mounts, &enabled, &mut v.errors);
     extensions::check_parts(decls, &enabled, &mut v.errors);
     let names = names::Names::index(decls, &enabled, &mut v.errors);
-    let tasks = tasks::compile(decls, config, &names.tasks, &mut v.errors);
+    let mut tasks = tasks::compile(decls, config, &names.tasks, &mut v.errors);
     relations::check(decls, &names, &enabled, &mut v.errors);
     relations::check_state(decls, &enabled, &mut v.errors);
+    let signals = signals::compile(decls, config, &names, &mut tasks, &mut v);
     tasks::check_worker(config, &tasks, &mut v.errors, &mut v.warnings);
-    let signals = signals::compile(decls, config, &names, &mut v);
     let filters = filters::compile(decls, config, &names, &mut v);
     let wiring = v.is_valid().then(|| Wiring {
         enabled,
@@ -66,7 +66,9 @@ pub(crate) struct Wiring {
     pub(crate) enabled: FxHashSet<&'static str>,
     pub(crate) signals: FxHashMap<&'static str, SignalSlot>,
     pub(crate) filters: FxHashMap<&'static str, FilterSlot>,
-    pub(crate) tasks: FxHashMap<&'static str, WiredTask>,
+    /// The tasks by name, and the deliveries of durable signals by their task names
+    /// (`deliver:<handler>`).
+    pub(crate) tasks: FxHashMap<Box<str>, WiredTask>,
 }
 
 /// A handler connected to a signal, with its timeout.
@@ -76,12 +78,31 @@ pub(crate) struct WiredHandler {
     pub(crate) extension: usize,
     pub(crate) timeout: Duration,
     pub(crate) call: Arc<dyn ErasedHandler>,
+    /// For a durable signal: how its deliveries to this handler are enqueued.
+    pub(crate) delivery: Option<DeliveryTarget>,
+}
+
+/// Where and how a durable signal's delivery to one handler is enqueued.
+pub(crate) struct DeliveryTarget {
+    /// The delivery task's name: `deliver:<handler>`.
+    pub(crate) task: Box<str>,
+    pub(crate) queue: String,
+    pub(crate) max_attempts: u32,
 }
 
 /// An enabled signal: its payload type and its handlers, in configuration order.
 pub(crate) struct SignalSlot {
     pub(crate) payload: TypeId,
     pub(crate) handlers: Box<[WiredHandler]>,
+    /// Whether its deliveries are stored and run as tasks.
+    pub(crate) durable: bool,
+}
+
+/// What a wired task runs: a declared task, or a handler's deliveries of durable signals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TaskKind {
+    Task,
+    Delivery,
 }
 
 /// A step in a filter's pipeline.
@@ -98,9 +119,11 @@ pub(crate) struct FilterSlot {
     pub(crate) steps: Box<[WiredStep]>,
 }
 
-/// A declared task with the settings in force.
+/// A declared task (or a handler's deliveries) with the settings in force.
 pub(crate) struct WiredTask {
+    /// The task's name; for deliveries, the handler's.
     pub(crate) name: &'static str,
+    pub(crate) kind: TaskKind,
     pub(crate) extension: usize,
     pub(crate) payload: TypeId,
     pub(crate) payload_name: &'static str,

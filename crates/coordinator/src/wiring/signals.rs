@@ -1,5 +1,6 @@
 //! The signals pass: `[signals]` connects each signal to handlers of its payload type, with the
-//! timeouts of `[timeouts]` and `[handlers."<name>"]`.
+//! timeouts of `[timeouts]` and `[handlers."<name>"]`; each handler of a durable signal gets
+//! its delivery task (`deliver:<handler>`), retried and queued as `[handlers."<name>"]` says.
 
 use std::any::TypeId;
 use std::sync::Arc;
@@ -8,9 +9,15 @@ use std::time::Duration;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::names::Names;
-use super::{SignalSlot, Validation, WiredHandler, WiringError, WiringWarning};
+use super::tasks::{check_policy, retry_policy};
+use super::{
+    DeliveryTarget, SignalSlot, TaskKind, Validation, WiredHandler, WiredTask, WiringError,
+    WiringWarning,
+};
 use crate::config::Config;
 use crate::extension::{Declarations, Kind};
+use crate::task::RetryPolicy;
+use crate::task::delivery::{Delivery, delivery_task};
 
 /// Compiles `[signals]` into a slot per enabled signal (declared but unwired signals get an
 /// empty one, with a warning; so do handlers connected to nothing).
@@ -18,6 +25,7 @@ pub(super) fn compile(
     decls: &Declarations,
     config: &Config,
     names: &Names,
+    tasks: &mut FxHashMap<Box<str>, WiredTask>,
     v: &mut Validation,
 ) -> FxHashMap<&'static str, SignalSlot> {
     let errors = &mut v.errors;
@@ -26,12 +34,14 @@ pub(super) fn compile(
     let mut wired_signals: FxHashMap<&'static str, SignalSlot> = FxHashMap::default();
     let mut connected: FxHashSet<usize> = FxHashSet::default();
     let mut signal_by_type: Option<FxHashMap<TypeId, &'static str>> = None;
-    for (signal_name, list) in &config.signals {
+    for (signal_name, signal_config) in &config.signals {
+        let list = &signal_config.handlers;
         let at = || format!("[signals] \"{signal_name}\"");
         let signal = names
             .signals
             .resolve(at, signal_name, errors)
             .map(|i| &decls.signals[i]);
+        let durable = signal_config.durable || signal.is_some_and(|s| s.durable);
         if list.is_empty() {
             errors.push(WiringError::Empty {
                 at: at(),
@@ -84,11 +94,14 @@ pub(super) fn compile(
                 });
                 continue;
             }
+            let timeout = handler_timeout.get(&hi).copied().unwrap_or(default_timeout);
+            let delivery = durable.then(|| delivery(decls, config, hi, timeout, tasks, errors));
             wired.push(WiredHandler {
                 name: handler.name,
                 extension: handler.extension_index,
-                timeout: handler_timeout.get(&hi).copied().unwrap_or(default_timeout),
+                timeout,
                 call: Arc::clone(&handler.call),
+                delivery,
             });
         }
         if let Some(signal) = signal {
@@ -97,6 +110,7 @@ pub(super) fn compile(
                 SignalSlot {
                     payload: signal.payload.id,
                     handlers: wired.into_boxed_slice(),
+                    durable,
                 },
             );
         }
@@ -114,8 +128,16 @@ pub(super) fn compile(
             SignalSlot {
                 payload: d.payload.id,
                 handlers: Box::new([]),
+                durable: d.durable,
             }
         });
+    }
+    for (name, hc) in &config.handlers {
+        if hc.has_delivery_settings() && !tasks.contains_key(delivery_task(name).as_str()) {
+            v.warnings.push(WiringWarning::UnusedDeliverySettings {
+                handler: name.clone(),
+            });
+        }
     }
     for name in &names.handlers.names {
         let i = names.handlers.enabled[name];
@@ -128,6 +150,58 @@ pub(super) fn compile(
         }
     }
     wired_signals
+}
+
+/// The delivery target of handler `hi` for a durable signal, its delivery task wired the
+/// first time: retried and queued as `[handlers."<name>"]` says, with the handler's timeout.
+fn delivery(
+    decls: &Declarations,
+    config: &Config,
+    hi: usize,
+    timeout: std::time::Duration,
+    tasks: &mut FxHashMap<Box<str>, WiredTask>,
+    errors: &mut Vec<WiringError>,
+) -> DeliveryTarget {
+    let handler = &decls.handlers[hi];
+    let task = delivery_task(handler.name);
+    let wired = tasks
+        .entry(task.clone().into_boxed_str())
+        .or_insert_with(|| {
+            let hc = config
+                .handlers
+                .get(handler.name)
+                .cloned()
+                .unwrap_or_default();
+            let retry = retry_policy(
+                hc.max_attempts,
+                hc.initial_backoff,
+                hc.max_backoff,
+                RetryPolicy::DEFAULT,
+            );
+            let queue = hc.queue.unwrap_or_else(|| "default".to_owned());
+            let at = format!("[handlers.\"{}\"]", handler.name);
+            check_policy(&at, &retry, timeout, &queue, errors);
+            WiredTask {
+                name: handler.name,
+                kind: TaskKind::Delivery,
+                extension: handler.extension_index,
+                payload: handler.payload.id,
+                payload_name: handler.payload.name,
+                retry,
+                timeout,
+                queue,
+                call: Arc::new(Delivery::new(
+                    handler.name,
+                    Arc::clone(&handler.call),
+                    handler.payload,
+                )),
+            }
+        });
+    DeliveryTarget {
+        task: task.into_boxed_str(),
+        queue: wired.queue.clone(),
+        max_attempts: wired.retry.max_attempts,
+    }
 }
 
 /// `[timeouts] handler` and each `[handlers."<name>"]` timeout, by handler.
