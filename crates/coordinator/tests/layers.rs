@@ -9,7 +9,17 @@ use std::path::Path;
 
 /// The layers, bottom first, and the files (by path under `src/`, without `.rs`) in each.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("foundation", &["id", "names", "payload", "guard", "config"]),
+    (
+        "foundation",
+        &[
+            "id",
+            "names",
+            "payload",
+            "guard",
+            "config/mod",
+            "config/source",
+        ],
+    ),
     (
         "records",
         &[
@@ -67,7 +77,10 @@ const LAYERS: &[(&str, &[&str])] = &[
         "composition",
         &[
             "coordinator",
-            "worker",
+            "worker/mod",
+            "worker/attempt",
+            "worker/health",
+            "worker/held",
             "catalog/mod",
             "catalog/render",
             "testing",
