@@ -33,6 +33,16 @@
 #                   which the embedded worker runs: more work than the peer does; LABEL=durable)
 #                   or COORDINATOR__DISPATCH_LOG__BATCH_SIZE=2000
 #
+# Two shapes (SHAPE=inline, the default, or SHAPE=durable), the same three handlers:
+#   inline   demo.order_placed is not durable: the three handlers run in the request, as the
+#            peer's receivers do. One of them fails and one panics, so the route answers 503
+#            with Retry-After naming the failed handler (a 2xx only for work that is done or
+#            stored): every answer must be that 503. The peer answers 200 for the same work.
+#   durable  demo.order_placed is durable: each request stores the order in the inbox, the
+#            dispatch and three delivery tasks in one transaction and answers 202; the embedded
+#            worker runs the deliveries meanwhile (the failing ones retried with backoff). Each
+#            request has a new order number (bench/post_unique_order.lua). Goal: >= 5x the peer.
+#
 # Goals (issue 3): requests/s >= 10x the peer's, p99 lower than the peer's, start-up to ready
 # < 300 ms, idle RSS < 30 MiB. Any non-2xx answer under load fails the run. Writes the table to
 # stdout and the figures (every run, and the medians) to bench/results/http-<UTC time>[-LABEL].json.
@@ -58,9 +68,16 @@ ours_log_level="${OURS_LOG_LEVEL:-warn}"
 # default configuration does not change the benchmark; set the variable to measure another
 # wiring (it is recorded in the results).
 three_handlers='["demo.record_order","demo.notify_unreachable_crm","demo.audit_with_bug"]'
+shape="${SHAPE:-inline}"
+case "$shape" in
+    inline) pinned="$three_handlers"; lua="post_order.lua"; expect=503; goal_ratio=10 ;;
+    durable) pinned="{ durable = true, handlers = $three_handlers }"; lua="post_unique_order.lua"; expect=202; goal_ratio=5
+             LABEL="${LABEL:-durable}" ;;
+    *) echo "error: SHAPE must be inline or durable, got $shape" >&2; exit 2 ;;
+esac
 wiring_pinned=0
 if [[ -z "${COORDINATOR__SIGNALS__DEMO__ORDER_PLACED:-}" ]]; then
-    export COORDINATOR__SIGNALS__DEMO__ORDER_PLACED="$three_handlers"
+    export COORDINATOR__SIGNALS__DEMO__ORDER_PLACED="$pinned"
     wiring_pinned=1
 fi
 [[ "$runs" =~ ^[1-9][0-9]?$ ]] || { echo "error: RUNS must be 1 to 99, got $runs" >&2; exit 2; }
@@ -202,14 +219,19 @@ figures="$work/figures.tsv"
 : >"$figures"
 record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$figures"; }
 
-run_wrk() { # run_wrk OUTFILE LUA URL [env...]: wrk's text output in OUTFILE; fails on non-2xx
-    local out="$1" lua="$2" url="$3"
-    shift 3
+run_wrk() { # run_wrk OUTFILE LUA URL EXPECT [env...]: wrk's output in OUTFILE; EXPECT 2xx or 503
+    local out="$1" lua="$2" url="$3" want="$4" total non2xx
+    shift 4
     env "$@" wrk "-t$threads" "-c$connections" "-d$duration" --latency -s "$lua" "$url" >"$out" 2>&1 ||
         { cat "$out" >&2; die "wrk failed on $url"; }
     cat "$out" >&2
-    if grep -q 'Non-2xx or 3xx responses' "$out"; then
-        die "$(grep 'Non-2xx or 3xx responses' "$out" | sed 's/^ *//') from $url: every answer must be 2xx"
+    non2xx="$(awk '/Non-2xx or 3xx responses/ {print $NF}' "$out")"
+    total="$(awk '/requests in/ {print $1; exit}' "$out")"
+    if [[ "$want" == 2xx && -n "$non2xx" ]]; then
+        die "$non2xx non-2xx answers from $url: every answer must be 2xx"
+    fi
+    if [[ "$want" == 503 && "${non2xx:-0}" != "$total" ]]; then
+        die "${non2xx:-0} of $total answers from $url were not 2xx: with a failing handler run in the request, every answer must be the 503"
     fi
     grep -q 'Requests/sec:' "$out" || die "no Requests/sec in wrk's output for $url"
     if grep -q 'Socket errors' "$out"; then
@@ -261,20 +283,29 @@ measure_ours() {
     record "$run" ours idle_pss_kib "$(pss_kib "$ours_pid")"
     record "$run" ours threads "$(status_kib "$ours_pid" Threads)"
 
-    # One request by hand: the route answers 202 with the dispatch and each handler's status.
+    # One request by hand. Inline: 503 naming the failed handler. Durable: 202 with each
+    # handler's delivery queued.
     body="$(curl -sS --max-time 5 -o - -w '\n%{http_code}' -X POST "http://$host:$ours_port/api/demo/orders" \
         -H "Authorization: Bearer $token" -H 'Content-Type: application/json' -d "$order_json")"
-    [[ "${body##*$'\n'}" == 202 ]] || die "POST /api/demo/orders answered ${body##*$'\n'}, not 202: ${body%$'\n'*}"
-    handlers="$(python3 -c 'import json, sys; d = json.loads(sys.argv[1]); print(", ".join(h["handler"] + "=" + h["status"] for h in d["handlers"]))' "${body%$'\n'*}")"
-    if ((wiring_pinned)) &&
-        [[ "$handlers" != "demo.record_order=ok, demo.notify_unreachable_crm=error, demo.audit_with_bug=panicked" ]]; then
-        die "expected the 3 handlers to end ok, error, panicked; the route answered: $handlers"
+    [[ "${body##*$'\n'}" == "$expect" ]] || die "POST /api/demo/orders answered ${body##*$'\n'}, not $expect: ${body%$'\n'*}"
+    if [[ "$expect" == 202 ]]; then
+        handlers="$(python3 -c 'import json, sys; d = json.loads(sys.argv[1]); print(", ".join(h["handler"] + "=" + h["status"] for h in d["handlers"]))' "${body%$'\n'*}")"
+        if ((wiring_pinned)) &&
+            [[ "$handlers" != "demo.record_order=queued, demo.notify_unreachable_crm=queued, demo.audit_with_bug=queued" ]]; then
+            die "expected the 3 deliveries queued; the route answered: $handlers"
+        fi
+    else
+        handlers="$(python3 -c 'import json, sys; d = json.loads(sys.argv[1]); print("503: handler " + d["handler"])' "${body%$'\n'*}")"
+        if ((wiring_pinned)) && [[ "$handlers" != "503: handler demo.notify_unreachable_crm" ]]; then
+            die "expected a 503 naming demo.notify_unreachable_crm; the route answered: $handlers"
+        fi
     fi
     record "$run" ours handlers "$handlers"
 
-    log "run $run/$runs, ours: wrk -t$threads -c$connections -d$duration --latency -s bench/post_order.lua http://$host:$ours_port/api/demo/orders"
+    log "run $run/$runs, ours ($shape): wrk -t$threads -c$connections -d$duration --latency -s bench/$lua http://$host:$ours_port/api/demo/orders"
     cpu0="$(cpu_ticks "$ours_pid")"; j0="$(cpu_jiffies)"
-    run_wrk "$dir/wrk.txt" "$repo/bench/post_order.lua" "http://$host:$ours_port/api/demo/orders" BENCH_TOKEN="$token"
+    if [[ "$expect" == 202 ]]; then want=2xx; else want=503; fi
+    run_wrk "$dir/wrk.txt" "$repo/bench/$lua" "http://$host:$ours_port/api/demo/orders" "$want" BENCH_TOKEN="$token"
     cpu1="$(cpu_ticks "$ours_pid")"; j1="$(cpu_jiffies)"
     record "$run" ours wrk "$(base64 -w0 "$dir/wrk.txt")"
     record "$run" ours server_cpu_s "$(awk -v t="$((cpu1 - cpu0))" -v h="$clk_tck" 'BEGIN { printf "%.2f", t / h }')"
@@ -309,6 +340,7 @@ measure_ours() {
         record "$run" ours db_dispatches "$(sqlite3 "$dir/coordinator.db" 'SELECT count(*) FROM coordinator_dispatches')"
         record "$run" ours db_order_placed "$(sqlite3 "$dir/coordinator.db" "SELECT count(*) FROM coordinator_dispatches WHERE signal = 'demo.order_placed'" 2>/dev/null || echo "")"
         record "$run" ours db_runs "$(sqlite3 "$dir/coordinator.db" 'SELECT count(*) FROM coordinator_dispatch_runs')"
+        record "$run" ours db_deliveries "$(sqlite3 "$dir/coordinator.db" "SELECT count(*) FROM coordinator_tasks WHERE task LIKE 'deliver:%'")"
     fi
     rm -rf "$dir"/coordinator.db*
 }
@@ -355,7 +387,7 @@ measure_peer() {
 
     log "run $run/$runs, peer: wrk -t$threads -c$connections -d$duration --latency -s $peers/post_event.lua http://$host:$peer_port/event/"
     cpu0="$(cpu_ticks "$master" $workers)"; j0="$(cpu_jiffies)"
-    run_wrk "$dir/wrk.txt" "$peers/post_event.lua" "http://$host:$peer_port/event/"
+    run_wrk "$dir/wrk.txt" "$peers/post_event.lua" "http://$host:$peer_port/event/" 2xx
     cpu1="$(cpu_ticks "$master" $workers)"; j1="$(cpu_jiffies)"
     record "$run" peer wrk "$(base64 -w0 "$dir/wrk.txt")"
     record "$run" peer server_cpu_s "$(awk -v t="$((cpu1 - cpu0))" -v h="$clk_tck" 'BEGIN { printf "%.2f", t / h }')"
@@ -390,7 +422,8 @@ export FIGURES="$figures" OUT="$out" LOAD_START="$load_start" LOAD_END="$load_en
     WRK_ARGS="-t$threads -c$connections -d$duration --latency" OVERRIDES="$overrides" SKIP_PEER="$skip_peer" \
     RUSTC_VERSION="$(rustc --version)" WRK_VERSION="$(wrk -v 2>&1 | head -n1 || true)" \
     GIT_COMMIT="${GIT_COMMIT:-$(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)}" \
-    PEERS="$peers" LABEL="${LABEL:-}" BIN_SHA="$bin_sha" WIRING="$COORDINATOR__SIGNALS__DEMO__ORDER_PLACED" OURS_LOG_LEVEL="$ours_log_level"
+    PEERS="$peers" LABEL="${LABEL:-}" BIN_SHA="$bin_sha" WIRING="$COORDINATOR__SIGNALS__DEMO__ORDER_PLACED" OURS_LOG_LEVEL="$ours_log_level" \
+    SHAPE="$shape" GOAL_RATIO="$goal_ratio" LUA="bench/$lua" EXPECT="$expect"
 python3 - <<'PY'
 import base64, json, os, re, statistics, sys, time
 
@@ -450,13 +483,14 @@ def median(side, key):
 keys = ["requests_per_s", "p50_ms", "p75_ms", "p90_ms", "p99_ms", "mean_ms", "max_ms", "requests",
         "startup_ms", "idle_rss_mib", "idle_pss_mib", "server_cpu_s", "machine_busy_pct",
         "rss_after_load_mib", "hwm_mib", "stop_ms", "dispatch_log_dropped", "dispatch_log_written",
-        "db_dispatches", "db_order_placed"]
+        "db_dispatches", "db_order_placed", "db_deliveries"]
 med = {side: {k: median(side, k) for k in keys if median(side, k) is not None} for side in per_run}
 ours, peer = med.get("ours", {}), med.get("peer", {})
 
 ratio = round(ours["requests_per_s"] / peer["requests_per_s"], 2) if peer else None
+GOAL = float(os.environ["GOAL_RATIO"])
 goals = {
-    "requests_per_s_ratio_at_least_10": None if ratio is None else ratio >= 10,
+    "requests_per_s_ratio_at_least_goal": None if ratio is None else ratio >= GOAL,
     "p99_lower_than_peer": None if not peer else ours["p99_ms"] < peer["p99_ms"],
     "startup_under_300_ms": ours["startup_ms"] < 300,
     "idle_rss_under_30_mib": ours["idle_rss_mib"] < 30,
@@ -484,10 +518,12 @@ doc = {
                  "git": os.environ["GIT_COMMIT"],
                  "binary_sha256_prefix": os.environ["BIN_SHA"]},
     "wrk_args": os.environ["WRK_ARGS"],
+    "shape": os.environ["SHAPE"],
+    "ours_expected_status": int(os.environ["EXPECT"]),
     "ours": {"command": "target/release/coordinator serve (SQLite in a temp dir, stderr to /dev/null)",
              "log_level": os.environ["OURS_LOG_LEVEL"],
-             "demo.order_placed": json.loads(os.environ["WIRING"]),
-             "url": "http://127.0.0.1:18141/api/demo/orders", "lua": "bench/post_order.lua",
+             "demo.order_placed": os.environ["WIRING"],
+             "url": "http://127.0.0.1:18141/api/demo/orders", "lua": os.environ["LUA"],
              "overrides": [l for l in os.environ["OVERRIDES"].splitlines() if l]},
     "peer": None if os.environ["SKIP_PEER"] == "1" else {
         "command": "gunicorn -w 2 -b 127.0.0.1:18140 --log-level warning django_view_app:application --daemon",
@@ -509,7 +545,7 @@ def fmt(v, spec):
 n = int(os.environ["RUNS"])
 title = f"HTTP, {os.environ['WRK_ARGS']}, median of {n} run{'s' if n > 1 else ''}"
 print(title)
-print("ours: demo.order_placed -> " + ", ".join(doc["ours"]["demo.order_placed"]))
+print("ours: demo.order_placed = " + doc["ours"]["demo.order_placed"] + " (" + os.environ["SHAPE"] + ")")
 if doc["ours"]["overrides"] or os.environ["OURS_LOG_LEVEL"] != "warn":
     print("ours with: " + "; ".join(doc["ours"]["overrides"] + [f"[log] level {os.environ['OURS_LOG_LEVEL']}"]))
 print(f"{'':22} {'ours':>12} {'peer':>12}  goal")
@@ -522,7 +558,7 @@ print(f"{'server CPU s in load':22} {fmt(ours.get('server_cpu_s'), '.1f'):>12} {
 print()
 def verdict(ok):
     return "n/a" if ok is None else ("met" if ok else "MISSED")
-print(f"requests/s ratio ours/peer: {fmt(ratio, '.2f')}{'x' if ratio else ''} (goal >= 10x): {verdict(goals['requests_per_s_ratio_at_least_10'])}"
+print(f"requests/s ratio ours/peer ({os.environ['SHAPE']}): {fmt(ratio, '.2f')}{'x' if ratio else ''} (goal >= {GOAL:g}x): {verdict(goals['requests_per_s_ratio_at_least_goal'])}"
       + (f"   per run: {', '.join(f'{r:.2f}x' for r in per_run_ratios)}" if per_run_ratios else ""))
 print(f"our p99 lower than the peer's: {verdict(goals['p99_lower_than_peer'])}")
 print(f"start-up < 300 ms: {verdict(goals['startup_under_300_ms'])}")
@@ -530,6 +566,10 @@ print(f"idle RSS < 30 MiB: {verdict(goals['idle_rss_under_30_mib'])}")
 print(f"dispatch log (ours, median of runs): {fmt(ours.get('requests'), '.0f')} requests answered in the load; "
       f"{fmt(ours.get('db_order_placed'), '.0f')} demo.order_placed and {fmt(ours.get('db_dispatches'), '.0f')} dispatches "
       f"in the database after the stop; {fmt(ours.get('dispatch_log_dropped'), '.0f')} reports dropped")
+if os.environ["SHAPE"] == "durable":
+    stored = [r.get("db_order_placed", 0) >= r.get("requests", 0) + 1 for r in per_run.get("ours", [])]
+    print(f"durable: every answered order stored with its dispatch in every run: {'yes' if stored and all(stored) else 'NO'}; "
+          f"{fmt(ours.get('db_deliveries'), '.0f')} deliveries stored (median)")
 print(f"load average before {os.environ['LOAD_START']}, after {os.environ['LOAD_END']}; machine busy during the loads "
       f"(median): ours {fmt(ours.get('machine_busy_pct'), '.0f')}%, peer {fmt(peer.get('machine_busy_pct'), '.0f')}%")
 print(f"results: {os.environ['OUT']}")

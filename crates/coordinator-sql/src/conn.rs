@@ -94,13 +94,16 @@ pub fn classify(backend: &'static str, action: &'static str, e: sqlx::Error) -> 
     let rejected = match &e {
         sqlx::Error::Database(db) => {
             let code = db.code().unwrap_or_default();
-            match code.parse::<u32>() {
-                // SQLite (extended result codes; the primary code is the low byte): 18 too big,
-                // 19 a constraint, 20 a datatype mismatch, 25 out of range.
-                Ok(extended) => matches!(extended & 0xff, 18 | 19 | 20 | 25),
-                // PostgreSQL (SQLSTATE): class 22 data exceptions (an invalid byte sequence, a
-                // value too long), class 23 integrity constraint violations.
-                Err(_) => code.starts_with("22") || code.starts_with("23"),
+            if backend == Dialect::Sqlite.backend() {
+                // SQLite's extended result codes, whose low byte is the primary code: 18 too
+                // big, 19 a constraint, 20 a datatype mismatch, 25 out of range.
+                code.parse::<u32>()
+                    .is_ok_and(|extended| matches!(extended & 0xff, 18 | 19 | 20 | 25))
+            } else {
+                // PostgreSQL's SQLSTATE (five characters, often all digits): class 22 data
+                // exceptions (an invalid byte sequence, a value too long), class 23 integrity
+                // constraint violations.
+                code.starts_with("22") || code.starts_with("23")
             }
         }
         _ => false,
