@@ -61,7 +61,7 @@ pub mod handler;
 pub mod http;
 pub mod id;
 pub mod migration;
-mod names;
+pub mod names;
 pub mod payload;
 pub mod signal;
 mod state;

@@ -1,4 +1,5 @@
-//! Naming rules and "did you mean" suggestions shared by validation and the CLI.
+//! Naming rules and "did you mean" suggestions shared by validation and the CLI, and the checks
+//! of identifiers that come from outside ([`key_problem`], [`quoted`]).
 
 /// `snake_case`: starts with a lowercase ASCII letter, then lowercase letters, digits and single
 /// underscores, not ending with an underscore.
@@ -13,6 +14,44 @@ pub(crate) fn is_snake_case(s: &str) -> bool {
     bytes
         .iter()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+}
+
+/// Why `value`, an identifier that came from outside (an event id, an order number), cannot be
+/// a key, if it cannot: it must be 1 to `max` characters, none of them a control character
+/// (which some databases refuse and every log line would have to escape).
+///
+/// ```
+/// use coordinator::names::{key_problem, quoted};
+///
+/// assert_eq!(key_problem("EDX-1", 64), None);
+/// assert_eq!(key_problem("EDX\u{0}1", 64), Some("it holds a control character"));
+/// assert_eq!(quoted("EDX\n1"), "\"EDX\\n1\"");
+/// ```
+pub fn key_problem(value: &str, max: usize) -> Option<&'static str> {
+    if value.is_empty() {
+        Some("it is empty")
+    } else if value.chars().count() > max {
+        Some("it is too long")
+    } else if value.chars().any(char::is_control) {
+        Some("it holds a control character")
+    } else {
+        None
+    }
+}
+
+/// `value` quoted on one line, for a message: control characters escaped, cut after 80
+/// characters.
+pub fn quoted(value: &str) -> String {
+    let mut shown: String = value
+        .chars()
+        .take(80)
+        .collect::<String>()
+        .escape_debug()
+        .collect();
+    if value.chars().count() > 80 {
+        shown.push('…');
+    }
+    format!("\"{shown}\"")
 }
 
 /// Why a dotted name (`<extension>.<snake_case>`) is not acceptable for `extension`, if it is not.

@@ -408,29 +408,14 @@ pub const MAX_INTAKE_KEY: usize = 255;
 
 /// Refuses a source or id of an external event that cannot be an inbox key.
 pub(crate) fn check_intake_key(what: &'static str, value: &str) -> Result<(), EnqueueError> {
-    let problem = if value.is_empty() {
-        "it is empty"
-    } else if value.chars().count() > MAX_INTAKE_KEY {
-        "it is too long"
-    } else if value.chars().any(char::is_control) {
-        "it holds a control character"
-    } else {
-        return Ok(());
-    };
-    let mut shown: String = value
-        .chars()
-        .take(80)
-        .collect::<String>()
-        .escape_debug()
-        .collect();
-    if value.chars().count() > 80 {
-        shown.push('…');
+    match crate::names::key_problem(value, MAX_INTAKE_KEY) {
+        None => Ok(()),
+        Some(problem) => Err(EnqueueError::InvalidIntakeKey {
+            what,
+            value: crate::names::quoted(value),
+            problem,
+        }),
     }
-    Err(EnqueueError::InvalidIntakeKey {
-        what,
-        value: format!("\"{shown}\""),
-        problem,
-    })
 }
 
 /// A task with its payload type erased: it deserializes the stored JSON payload and runs.
