@@ -153,7 +153,7 @@ fn task_id(run: &coordinator::HandlerRun) -> Uuid {
 async fn each_delivery_runs_from_storage_and_a_failing_one_is_retried_alone(db: &TestDb) {
     let store = db.migrated().await;
     let runs = Runs::default();
-    let coordinator = build(&store, &runs, WIRING);
+    let coordinator = build(store, &runs, WIRING);
     let ctx = coordinator.context("shop");
     assert!(ctx.is_durable(&PAID));
     assert!(!ctx.is_durable(&REFUNDED));
@@ -224,7 +224,7 @@ async fn each_delivery_runs_from_storage_and_a_failing_one_is_retried_alone(db: 
 async fn sent_in_a_transaction_it_is_stored_only_if_the_transaction_commits(db: &TestDb) {
     let store = db.migrated().await;
     let runs = Runs::default();
-    let coordinator = build(&store, &runs, WIRING);
+    let coordinator = build(store, &runs, WIRING);
     let ctx = coordinator.context("shop");
 
     // Rolled back: neither the inbox entry, nor the dispatch, nor any delivery.
@@ -299,7 +299,7 @@ async fn a_durable_dispatch_is_stored_whole_or_not_at_all(db: &TestDb) {
 async fn concurrent_durable_sends_are_each_stored_with_their_deliveries(db: &TestDb) {
     let store = db.migrated().await;
     let runs = Runs::default();
-    let coordinator = build(&store, &runs, WIRING);
+    let coordinator = build(store, &runs, WIRING);
     let sends = (0..50).map(|i| {
         let ctx = coordinator.context("shop");
         tokio::spawn(async move { ctx.send_robust(&PAID, paid(&format!("EDX-C{i}"))).await })

@@ -31,7 +31,7 @@ pub static PAYMENT_PAGE_REDIRECT_REQUESTED: Filter<PaymentPageRequest> = Filter:
 const EMBARGOED: &[&str] = &["CU", "IR", "KP", "SY"];
 
 /// Every ISO 3166-1 alpha-2 country code (officially assigned).
-const ISO_3166_ALPHA_2: &[&str] = &[
+pub(crate) const ISO_3166_ALPHA_2: &[&str] = &[
     "AD", "AE", "AF", "AG", "AI", "AL", "AM", "AO", "AQ", "AR", "AS", "AT", "AU", "AW", "AX", "AZ",
     "BA", "BB", "BD", "BE", "BF", "BG", "BH", "BI", "BJ", "BL", "BM", "BN", "BO", "BQ", "BR", "BS",
     "BT", "BV", "BW", "BY", "BZ", "CA", "CC", "CD", "CF", "CG", "CH", "CI", "CK", "CL", "CM", "CN",

@@ -78,7 +78,9 @@ pub struct PaymentPageQuery {
     pub sku: String,
     /// The learner.
     pub lms_user_id: u64,
-    /// The learner's country (ISO 3166-1 alpha-2).
+    /// The learner's country: an ISO 3166-1 alpha-2 code (`FR`; case and surrounding spaces
+    /// are ignored).
+    #[schemars(extend("enum" = crate::filters::ISO_3166_ALPHA_2))]
     pub country: String,
 }
 
@@ -88,25 +90,34 @@ pub(crate) fn declare(ext: &mut ExtensionBuilder<'_>) {
         .public()
         .doc("The payment processor's webhook, signed with HMAC-SHA256 over the timestamp and the body (`X-Demo-Signature: t=<unix seconds>,v1=<hex of HMAC(secret, \"<t>.<body>\")>`); deliveries older than the tolerance are refused. Each event is handled once: a redelivery is answered 200 without new work.")
         .request::<crate::tasks::PaymentEvent>()
-        .response::<crate::webhooks::WebhookAck>(),
+        .response::<crate::webhooks::WebhookAck>()
+        .problem(StatusCode::UNAUTHORIZED, "The X-Demo-Signature header is missing, malformed, outside the tolerance, or does not match the body")
+        .problem(StatusCode::BAD_REQUEST, "The signed body is not a payment event")
+        .problem(StatusCode::SERVICE_UNAVAILABLE, "No webhook secret is configured ([extension.demo] webhook_secret)"),
     );
     ext.route(
         Route::post("/orders", place_order)
             .doc("Records that an order was placed and paid for: sends demo.order_placed and answers 202 with the dispatch once its work is stored (200 with `duplicate` for an order received before; 503 with Retry-After when it could not be stored: send it again).")
             .request::<OrderPlaced>()
-            .response::<Dispatched>(),
+            .response::<Dispatched>()
+            .problem(StatusCode::BAD_REQUEST, "The order number or course run key is empty, too long, or holds a control character")
+            .problem(StatusCode::SERVICE_UNAVAILABLE, "The order's work could not be stored (`handler` names the handler that did not do its part): send it again"),
     )
     .route(
         Route::post("/refunds", refund_payment)
             .doc("Records that a payment was refunded: sends demo.payment_refunded and answers 202 once every handler did its part (503 with Retry-After, naming the handler, when one did not: send it again).")
             .request::<PaymentRefunded>()
-            .response::<Dispatched>(),
+            .response::<Dispatched>()
+            .problem(StatusCode::SERVICE_UNAVAILABLE, "A handler did not do its part (`handler` names it): send the refund again"),
     )
     .route(
         Route::post("/payment-page", payment_page)
             .doc("Where should this learner pay? Runs the demo.payment_page_redirect_requested filter. 403 when payments from the learner's country are refused.")
             .request::<PaymentPageQuery>()
-            .response::<PaymentPage>(),
+            .response::<PaymentPage>()
+            .problem(StatusCode::BAD_REQUEST, "The country is not an ISO 3166-1 alpha-2 code")
+            .problem(StatusCode::FORBIDDEN, "Payments from the learner's country are not accepted")
+            .problem(StatusCode::BAD_GATEWAY, "A step of the filter failed, or the pipeline produced no URL (the detail names the filter and the step)"),
     );
 }
 

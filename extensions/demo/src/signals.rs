@@ -6,12 +6,14 @@ use coordinator::prelude::*;
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct OrderPlaced {
     /// The order number in the commerce platform (`EDX-100001`).
+    #[schemars(length(min = 1, max = 64), pattern(PRINTABLE))]
     pub order_number: String,
     /// The learner's LMS user id.
     pub lms_user_id: u64,
     /// The learner's email address (personal data: never logged).
     pub email: Personal<String>,
     /// The course run the learner bought a seat in.
+    #[schemars(length(min = 1, max = 255), pattern(PRINTABLE))]
     pub course_run_key: String,
     /// The amount paid, in the smallest unit of the currency.
     pub amount_cents: u64,
@@ -26,26 +28,19 @@ impl OrderPlaced {
     }
 }
 
+/// What [`printable`] accepts, as a JSON Schema pattern (the lengths are `minLength` and
+/// `maxLength`): no control character.
+const PRINTABLE: &str = r"^[^\u0000-\u001F\u007F-\u009F]*$";
+
 /// Refuses an empty, over-long or non-printable identifier, saying which and how to fix it.
 fn printable(field: &str, value: &str, max: usize) -> Result<(), String> {
-    let problem = if value.is_empty() {
-        "is empty"
-    } else if value.chars().count() > max {
-        "is too long"
-    } else if value.chars().any(char::is_control) {
-        "holds a control character"
-    } else {
-        return Ok(());
-    };
-    let shown: String = value
-        .chars()
-        .take(80)
-        .collect::<String>()
-        .escape_debug()
-        .collect();
-    Err(format!(
-        "{field} \"{shown}\" {problem}; send 1 to {max} printable characters"
-    ))
+    match coordinator::names::key_problem(value, max) {
+        None => Ok(()),
+        Some(problem) => Err(format!(
+            "{field} {} cannot be used: {problem}; send 1 to {max} printable characters",
+            coordinator::names::quoted(value)
+        )),
+    }
 }
 
 /// A payment was refunded, in full or in part.

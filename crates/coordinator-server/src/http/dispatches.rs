@@ -69,7 +69,7 @@ pub(super) const LIST_PARAMETERS: &[(&str, &str, &str)] = &[
     (
         "since",
         "Only dispatches sent at or after this time: RFC 3339 (`2024-06-20T16:13:20Z`) or Unix milliseconds.",
-        r#"{"anyOf": [{"type": "string", "format": "date-time"}, {"type": "integer", "minimum": 0}]}"#,
+        r#"{"anyOf": [{"type": "string", "format": "date-time"}, {"type": "integer", "minimum": 0, "maximum": 18446744073709551615}]}"#,
     ),
     (
         "before",

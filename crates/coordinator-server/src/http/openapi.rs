@@ -8,7 +8,7 @@
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-use coordinator::http::{Access, Json, Problem, Route};
+use coordinator::http::{Access, Json, Problem, Route, StatusCode};
 use coordinator::task::StoredTask;
 use coordinator::{Catalog, Coordinator};
 use serde_json::{Map, Value, json};
@@ -58,8 +58,10 @@ impl Schemas {
         let mut defs: Vec<(String, Value)> = defs.into_iter().collect();
         // References to the schema's own definitions point at the components instead.
         rewrite_refs(&mut schema, "#/$defs/", &[]);
+        bound_integers(&mut schema);
         for (_, def) in &mut defs {
             rewrite_refs(def, "#/$defs/", &[]);
+            bound_integers(def);
         }
         let renames: Vec<(String, String)> = defs
             .iter()
@@ -153,6 +155,52 @@ fn rewrite_refs(value: &mut Value, from: &str, renames: &[(String, String)]) {
     }
 }
 
+/// Makes the range of every integer format `schemars` writes (`uint64` for a `u64`, ...)
+/// explicit with `minimum` and `maximum`: in JSON Schema a format is only an annotation, so a
+/// client (or a fuzzer) reading the document would take 2^70 for a valid `u64`, which the server
+/// refuses. Bounds already there are kept.
+fn bound_integers(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            let integer = match map.get("type") {
+                Some(Value::String(t)) => t == "integer",
+                Some(Value::Array(types)) => types.iter().any(|t| t == "integer"),
+                _ => false,
+            };
+            let range: Option<(Value, Value)> = match map.get("format").and_then(Value::as_str) {
+                _ if !integer => None,
+                Some("uint8") => Some((0.into(), u8::MAX.into())),
+                Some("uint16") => Some((0.into(), u16::MAX.into())),
+                Some("uint32") => Some((0.into(), u32::MAX.into())),
+                Some("uint64" | "uint") => Some((0.into(), u64::MAX.into())),
+                Some("int8") => Some((i8::MIN.into(), i8::MAX.into())),
+                Some("int16") => Some((i16::MIN.into(), i16::MAX.into())),
+                Some("int32") => Some((i32::MIN.into(), i32::MAX.into())),
+                Some("int64" | "int") => Some((i64::MIN.into(), i64::MAX.into())),
+                _ => None,
+            };
+            if let Some((minimum, maximum)) = range {
+                map.entry("minimum").or_insert(minimum);
+                map.entry("maximum").or_insert(maximum);
+            }
+            for v in map.values_mut() {
+                bound_integers(v);
+            }
+        }
+        Value::Array(items) => {
+            for v in items {
+                bound_integers(v);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The 503 of a route that reads or writes the database.
+const UNAVAILABLE: &str = "The database did not answer, or the request took longer than [server] \
+    request_timeout; the detail says which. Nothing was done when the database did not answer: \
+    send the request again after `Retry-After`.";
+
 fn json_content(schema: Value) -> Value {
     json!({ "application/json": { "schema": schema } })
 }
@@ -166,11 +214,20 @@ fn openapi_path(path: &str) -> String {
     path.replace("{*", "{")
 }
 
-/// A query parameter with its schema (JSON text, written by hand beside the parameter).
+/// An optional query parameter with its schema (JSON text, written by hand beside the
+/// parameter). The list routes read an empty value (`?status=`) as no value, as their `next`
+/// links do: `allowEmptyValue` says so.
 fn query_parameter(name: &str, description: &str, schema: &str) -> Value {
     let schema: Value = serde_json::from_str(schema)
         .unwrap_or_else(|e| panic!("the schema of query parameter {name} is not JSON: {e}"));
-    json!({ "name": name, "in": "query", "required": false, "description": description, "schema": schema })
+    json!({
+        "name": name,
+        "in": "query",
+        "required": false,
+        "description": format!("{description} An empty value is the same as none."),
+        "schema": schema,
+        "allowEmptyValue": true
+    })
 }
 
 /// The names of the parameters in a path template.
@@ -197,6 +254,7 @@ pub fn document(coordinator: &Coordinator) -> Value {
         &problem,
     );
     let forbidden = problem_response("The token lacks the required scope", &problem);
+    let unavailable = problem_response(UNAVAILABLE, &problem);
     let secured = json!([{ "bearer": [] }]);
     let mut paths = Map::new();
 
@@ -274,7 +332,7 @@ pub fn document(coordinator: &Coordinator) -> Value {
             "responses": {
                 "200": { "description": "One page", "content": json_content(list) },
                 "400": problem_response("A query parameter is not acceptable; the detail names it", &problem),
-                "401": unauthorized, "403": forbidden
+                "401": unauthorized, "403": forbidden, "503": unavailable
             }
         }}),
     );
@@ -290,7 +348,8 @@ pub fn document(coordinator: &Coordinator) -> Value {
                 "200": { "description": "The dispatch", "content": json_content(stored) },
                 "400": problem_response("The id is not a UUID", &problem),
                 "401": unauthorized, "403": forbidden,
-                "404": problem_response("No dispatch has this id", &problem)
+                "404": problem_response("No dispatch has this id", &problem),
+                "503": unavailable
             }
         }}),
     );
@@ -310,7 +369,7 @@ pub fn document(coordinator: &Coordinator) -> Value {
             "responses": {
                 "200": { "description": "One page (tasks without their attempt history)", "content": json_content(task_list) },
                 "400": problem_response("A query parameter is not acceptable; the detail names it", &problem),
-                "401": unauthorized, "403": forbidden
+                "401": unauthorized, "403": forbidden, "503": unavailable
             }
         }}),
     );
@@ -327,7 +386,8 @@ pub fn document(coordinator: &Coordinator) -> Value {
                 "200": { "description": "The task", "content": json_content(task.clone()) },
                 "400": problem_response("The id is not a UUID", &problem),
                 "401": unauthorized, "403": forbidden,
-                "404": problem_response("No task has this id", &problem)
+                "404": problem_response("No task has this id", &problem),
+                "503": unavailable
             }
         }}),
     );
@@ -356,7 +416,8 @@ pub fn document(coordinator: &Coordinator) -> Value {
                     "400": problem_response("The id is not a UUID", &problem),
                     "401": unauthorized, "403": forbidden,
                     "404": problem_response("No task has this id", &problem),
-                    "409": problem_response(allowed, &problem)
+                    "409": problem_response(allowed, &problem),
+                    "503": unavailable
                 }
             }}),
         );
@@ -461,39 +522,66 @@ fn extension_operation(
         None => json!({ "description": "Success" }),
     };
     responses.insert("2XX".into(), success);
+    // What the host answers for every route (the route's own problems are added below).
+    let mut errors: Vec<(StatusCode, String)> = Vec::new();
     if route.request_schema().is_some() {
-        responses.insert(
-            "400".into(),
-            problem_response("The body is not valid JSON, or not of the documented shape (the detail says where)", problem),
-        );
-        responses.insert(
-            "413".into(),
-            problem_response("The body is larger than [server] body_limit_bytes", problem),
-        );
+        errors.extend([
+            (
+                StatusCode::BAD_REQUEST,
+                "The body is not valid JSON (the detail says where)".to_owned(),
+            ),
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "The body is larger than [server] body_limit_bytes".to_owned(),
+            ),
+            (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "The body is not sent as `Content-Type: application/json`".to_owned(),
+            ),
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "The body is not of the documented shape (the detail names the field)".to_owned(),
+            ),
+        ]);
     }
     match route.access() {
         Access::Api => {
             operation.insert("security".into(), json!([{ "bearer": [] }]));
-            responses.insert(
-                "401".into(),
-                problem_response(
-                    "Missing or invalid credentials (the detail says which)",
-                    problem,
+            errors.extend([
+                (
+                    StatusCode::UNAUTHORIZED,
+                    "Missing or invalid credentials (the detail says which)".to_owned(),
                 ),
-            );
-            responses.insert(
-                "403".into(),
-                problem_response("The token lacks the required scope", problem),
-            );
+                (
+                    StatusCode::FORBIDDEN,
+                    "The token lacks the required scope".to_owned(),
+                ),
+            ]);
         }
         Access::Public => {
             operation.insert("security".into(), json!([]));
         }
     }
-    responses.insert(
-        "default".into(),
-        problem_response("An error, as application/problem+json", problem),
-    );
+    errors.push((StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE.to_owned()));
+    for (status, when) in route.problems() {
+        match errors.iter_mut().find(|(s, _)| s == status) {
+            Some((_, description)) => {
+                if !description.ends_with('.') {
+                    description.push('.');
+                }
+                description.push_str(" Or: ");
+                description.push_str(when);
+            }
+            None => errors.push((*status, (*when).to_owned())),
+        }
+    }
+    errors.sort_by_key(|(status, _)| *status);
+    for (status, description) in errors {
+        responses.insert(
+            status.as_str().to_owned(),
+            problem_response(&description, problem),
+        );
+    }
     operation.insert("responses".into(), responses.into());
     Value::Object(operation)
 }
@@ -591,6 +679,77 @@ mod tests {
         assert!(doc["paths"].get("/api/demo/orders").is_none());
         let (status, _, _) = app.post("/lms/orders", testing::order("EDX-9")).await;
         assert_eq!(status, 202);
+    }
+
+    #[tokio::test]
+    async fn extension_routes_document_every_error_they_answer_with() {
+        let app = testing::app(&[]).await;
+        let (_, _, doc) = app.get("/api/openapi.json").await;
+        let responses = |path: &str| doc["paths"][path]["post"]["responses"].clone();
+        let orders = responses("/api/demo/orders");
+        let statuses: Vec<&String> = orders.as_object().unwrap().keys().collect();
+        assert_eq!(
+            statuses,
+            ["2XX", "400", "401", "403", "413", "415", "422", "503"],
+            "no catch-all `default`: a status not listed is a bug the fuzz run finds"
+        );
+        for (status, response) in orders.as_object().unwrap() {
+            if status != "2XX" {
+                assert!(
+                    response["content"][PROBLEM_JSON].is_object(),
+                    "{status}: {response}"
+                );
+            }
+        }
+        // A public route has none of the host's credential errors, but its own.
+        let webhook = responses("/api/demo/webhooks/payments");
+        assert!(webhook.get("403").is_none(), "{webhook}");
+        let refused = webhook["401"]["description"].as_str().unwrap();
+        assert!(refused.contains("X-Demo-Signature"), "{refused}");
+        // A route's own problem joins the host's of the same status.
+        assert_eq!(
+            responses("/api/demo/payment-page")["403"]["description"],
+            "The token lacks the required scope. Or: Payments from the learner's country are not accepted"
+        );
+        assert!(responses("/api/demo/payment-page")["502"].is_object());
+    }
+
+    #[tokio::test]
+    async fn integers_have_their_range_and_list_parameters_may_be_empty() {
+        let app = testing::app(&[]).await;
+        let (_, _, doc) = app.get("/api/openapi.json").await;
+        let order = &doc["components"]["schemas"]["OrderPlaced"]["properties"];
+        assert_eq!(order["amount_cents"]["minimum"], 0);
+        assert_eq!(order["amount_cents"]["maximum"], u64::MAX);
+        for path in ["/api/v1/dispatches", "/api/v1/tasks"] {
+            for parameter in doc["paths"][path]["get"]["parameters"].as_array().unwrap() {
+                assert_eq!(parameter["allowEmptyValue"], true, "{path}: {parameter}");
+            }
+        }
+    }
+
+    #[test]
+    fn integer_formats_become_minimum_and_maximum() {
+        let mut schema = json!({ "type": "object", "properties": {
+            "a": { "type": "integer", "format": "uint64", "minimum": 0 },
+            "b": { "type": ["integer", "null"], "format": "int32" },
+            "c": { "type": "integer", "format": "uint8", "maximum": 9 },
+            "d": { "type": "string", "format": "uint64" },
+            "e": { "type": "array", "items": { "type": "integer", "format": "int64" } }
+        }});
+        bound_integers(&mut schema);
+        let p = &schema["properties"];
+        assert_eq!(
+            (&p["a"]["minimum"], &p["a"]["maximum"]),
+            (&json!(0), &json!(u64::MAX))
+        );
+        assert_eq!(
+            (&p["b"]["minimum"], &p["b"]["maximum"]),
+            (&json!(i32::MIN), &json!(i32::MAX))
+        );
+        assert_eq!(p["c"]["maximum"], 9, "a bound already there is kept");
+        assert!(p["d"].get("maximum").is_none(), "only integers");
+        assert_eq!(p["e"]["items"]["maximum"], i64::MAX);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use axum::handler::Handler;
-use axum::http::Method;
+use axum::http::{Method, StatusCode};
 use axum::routing::{MethodFilter, MethodRouter, on};
 use serde::Serialize;
 
@@ -30,6 +30,7 @@ pub struct Route {
     pub(crate) doc: &'static str,
     pub(crate) request_schema: Option<fn() -> serde_json::Value>,
     pub(crate) response_schema: Option<fn() -> serde_json::Value>,
+    pub(crate) problems: Vec<(StatusCode, &'static str)>,
     pub(crate) router: MethodRouter,
 }
 
@@ -69,6 +70,7 @@ impl Route {
             doc: "",
             request_schema: None,
             response_schema: None,
+            problems: Vec::new(),
             router: on(filter, handler),
         }
     }
@@ -104,6 +106,25 @@ impl Route {
         self
     }
 
+    /// Documents an error the route itself answers with (a [`Problem`](super::Problem) of
+    /// `status`), and when. The OpenAPI document lists it beside the errors the host answers
+    /// with for every route: a body that is not JSON or not of the request's shape (400, 415,
+    /// 422), too large (413), missing or refused credentials (401, 403), a database that did not
+    /// answer or a request that took too long (503).
+    ///
+    /// ```
+    /// use coordinator::http::{Route, StatusCode};
+    ///
+    /// async fn pay() {}
+    /// let route = Route::post("/pay", pay)
+    ///     .problem(StatusCode::FORBIDDEN, "Payments from the learner's country are refused");
+    /// assert_eq!(route.problems()[0].0, StatusCode::FORBIDDEN);
+    /// ```
+    pub fn problem(mut self, status: StatusCode, when: &'static str) -> Self {
+        self.problems.push((status, when));
+        self
+    }
+
     /// The HTTP method.
     pub fn method(&self) -> &Method {
         &self.method
@@ -132,6 +153,11 @@ impl Route {
     /// The JSON schema of the response body, if documented.
     pub fn response_schema(&self) -> Option<serde_json::Value> {
         self.response_schema.map(|f| f())
+    }
+
+    /// The errors the route documents itself answering with ([`Route::problem`]).
+    pub fn problems(&self) -> &[(StatusCode, &'static str)] {
+        &self.problems
     }
 
     /// The axum method router that serves it.
