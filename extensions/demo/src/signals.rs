@@ -30,7 +30,7 @@ impl OrderPlaced {
 
 /// What [`printable`] accepts, as a JSON Schema pattern (the lengths are `minLength` and
 /// `maxLength`): no control character.
-const PRINTABLE: &str = r"^[^\u0000-\u001F\u007F-\u009F]*$";
+pub(crate) const PRINTABLE: &str = r"^[^\u0000-\u001F\u007F-\u009F]*$";
 
 /// Refuses an empty, over-long or non-printable identifier, saying which and how to fix it.
 fn printable(field: &str, value: &str, max: usize) -> Result<(), String> {

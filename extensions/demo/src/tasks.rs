@@ -24,6 +24,7 @@ pub struct EnrollInCourse {
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct PaymentEvent {
     /// The processor's event id (the deduplication key).
+    #[schemars(length(min = 1, max = 255), pattern(crate::signals::PRINTABLE))]
     pub id: String,
     /// What happened: only `payment.refunded` is acted on.
     #[serde(rename = "type")]
