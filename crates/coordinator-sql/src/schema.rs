@@ -115,6 +115,12 @@ const READY_TASKS_INDEX: &str =
 WHERE state IN ('queued', 'retrying');
 DROP INDEX coordinator_tasks_due;";
 
+/// Version 4: an index of the unique keys in every state, so that enqueueing with an
+/// idempotency key (`EnqueueOptions::once`) finds a task that already succeeded without reading
+/// every task of that name.
+const UNIQUE_KEYS_INDEX: &str = "CREATE INDEX coordinator_tasks_keys ON coordinator_tasks \
+(task, unique_key) WHERE unique_key IS NOT NULL;";
+
 /// The dispatch log's and the task queue's tables on SQLite.
 const SQLITE: [&str; 2] = [
     dispatch_log!("TEXT PRIMARY KEY NOT NULL", "TEXT", "INTEGER"),
@@ -148,6 +154,7 @@ pub fn framework_migrations(dialect: Dialect) -> Vec<Migration> {
         Migration::portable(1, "create_dispatch_log", dispatch_log),
         Migration::portable(2, "create_tasks", tasks),
         Migration::portable(3, "index_ready_tasks", READY_TASKS_INDEX),
+        Migration::portable(4, "index_unique_keys", UNIQUE_KEYS_INDEX),
     ]
     .into_iter()
     .map(|m| Migration {
@@ -170,11 +177,21 @@ mod tests {
         let expect = [
             (
                 Dialect::Sqlite,
-                ["f8c00d307cbef4a3", "7eea697857f57a42", "d91fbae4af20f71a"],
+                [
+                    "f8c00d307cbef4a3",
+                    "7eea697857f57a42",
+                    "d91fbae4af20f71a",
+                    "fbc140df22d264a1",
+                ],
             ),
             (
                 Dialect::Postgres,
-                ["f5cfe777c136bac4", "04df3bdd84e65eb7", "d91fbae4af20f71a"],
+                [
+                    "f5cfe777c136bac4",
+                    "04df3bdd84e65eb7",
+                    "d91fbae4af20f71a",
+                    "fbc140df22d264a1",
+                ],
             ),
         ];
         for (dialect, sums) in expect {

@@ -52,6 +52,16 @@ pub(crate) async fn open(
     };
     match pools.write.lock("open the database").await {
         Ok(writer) => drop(writer),
+        Err(StoreError::Database { source, .. }) if cannot_open(&*source) => {
+            return Err(StoreError::Unusable {
+                backend: NAME,
+                location: file_of(url),
+                problem: format!("it cannot be opened or created ({source})"),
+                fix: "check that its folder exists and that this user may write the file, its \
+                      -wal and -shm files and the folder (SQLite creates files beside it), or \
+                      point [storage] url (COORDINATOR__STORAGE__URL) at a writable location",
+            });
+        }
         Err(StoreError::Database { source, .. }) => {
             return Err(StoreError::Connect {
                 backend: NAME,
@@ -66,16 +76,41 @@ pub(crate) async fn open(
     Ok(pools)
 }
 
+/// Whether SQLite could not open (or create) the file: `SQLITE_CANTOPEN` (14), whatever its
+/// extended code.
+fn cannot_open(source: &(dyn std::error::Error + 'static)) -> bool {
+    match source.downcast_ref::<sqlx::Error>() {
+        Some(sqlx::Error::Database(db)) => db
+            .code()
+            .and_then(|code| code.parse::<u32>().ok())
+            .is_some_and(|code| code & 0xff == 14),
+        _ => false,
+    }
+}
+
 /// Refuses a database that opens but cannot be written (a read-only file or folder): SQLite
 /// then opens it read-only and fails every write later.
+///
+/// Taking the write lock proves nothing: SQLite opens a file it may not write read-only and
+/// still grants `BEGIN IMMEDIATE` (in WAL mode that lock lives in the `-shm` file, which may be
+/// writable). So the probe writes: it sets the header's `user_version` to the value it has,
+/// then rolls back, which changes nothing on a writable file and fails on a read-only one.
 async fn writable(pools: &Pools, url: &str) -> Result<(), StoreError> {
     let mut writer = pools
         .write
         .lock("check that the database can be written")
         .await?;
     let probe = async {
+        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&mut *writer)
+            .await?;
         sqlx::query("BEGIN IMMEDIATE").execute(&mut *writer).await?;
-        sqlx::query("ROLLBACK").execute(&mut *writer).await
+        let written = sqlx::query(&format!("PRAGMA user_version = {version}"))
+            .execute(&mut *writer)
+            .await;
+        let rolled_back = sqlx::query("ROLLBACK").execute(&mut *writer).await;
+        written?;
+        rolled_back
     }
     .await;
     probe.map(drop).map_err(|e| StoreError::Unusable {

@@ -108,17 +108,35 @@ impl fmt::Debug for Tx {
 
 impl Tx {
     /// Begins a write transaction (`BEGIN IMMEDIATE`) on the writer, already held.
-    pub(crate) async fn begin_on(
-        mut conn: WriteGuard,
-        action: &'static str,
-    ) -> Result<Tx, StoreError> {
-        <Sqlite as sqlx::Database>::TransactionManager::begin(
-            &mut conn,
-            Some("BEGIN IMMEDIATE".into()),
-        )
-        .await
-        .map_err(StoreError::database(NAME, action))?;
-        Ok(Tx { conn: Some(conn) })
+    ///
+    /// The `BEGIN` runs to its end on a task of its own, even if the caller stops waiting
+    /// (a handler abandoned at its timeout while SQLite waited for another process's lock):
+    /// sqlx rolls back a `BEGIN` whose caller left while SQLite was still answering it, but
+    /// not one whose caller left just after (sqlx then checks the transaction with one more
+    /// round trip). That transaction would stay open on the writer with no one to end it:
+    /// every later `BEGIN` refused, the worker thread of the connection stopped, and the
+    /// database's write lock held until the process exits. Here a transaction begun for a
+    /// caller who left is dropped, which queues its rollback before the writer is free again.
+    pub(crate) async fn begin_on(conn: WriteGuard, action: &'static str) -> Result<Tx, StoreError> {
+        let (began, beginning) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let mut conn = conn;
+            let result = <Sqlite as sqlx::Database>::TransactionManager::begin(
+                &mut conn,
+                Some("BEGIN IMMEDIATE".into()),
+            )
+            .await
+            .map(|()| Tx { conn: Some(conn) });
+            // Not taken (the caller left): the `Tx` is dropped here, and rolled back.
+            let _ = began.send(result);
+        });
+        match beginning.await {
+            Ok(result) => result.map_err(StoreError::database(NAME, action)),
+            Err(_) => Err(StoreError::database(NAME, action)(
+                "the task beginning the transaction stopped before it answered (the runtime is \
+                 shutting down)",
+            )),
+        }
     }
 
     /// The connection this transaction runs on.

@@ -116,7 +116,13 @@ async fn migrations_apply_once_and_are_idempotent(db: &TestDb) {
                 .map(|p| (p.extension.clone(), p.version))
                 .collect::<Vec<_>>()
         ),
-        ["coordinator/1", "coordinator/2", "coordinator/3", "demo/1"]
+        [
+            "coordinator/1",
+            "coordinator/2",
+            "coordinator/3",
+            "coordinator/4",
+            "demo/1"
+        ]
     );
 
     let applied = db.store.migrate(&demo).await.unwrap();
@@ -126,7 +132,13 @@ async fn migrations_apply_once_and_are_idempotent(db: &TestDb) {
         .collect();
     assert_eq!(
         names(&applied),
-        ["coordinator/1", "coordinator/2", "coordinator/3", "demo/1"]
+        [
+            "coordinator/1",
+            "coordinator/2",
+            "coordinator/3",
+            "coordinator/4",
+            "demo/1"
+        ]
     );
     assert!(db.store.migrate(&demo).await.unwrap().is_empty());
     assert!(db.store.migrate(&[]).await.unwrap().is_empty());
@@ -169,6 +181,7 @@ async fn extension_migrations_run_after_the_frameworks(db: &TestDb) {
             "coordinator/1",
             "coordinator/2",
             "coordinator/3",
+            "coordinator/4",
             "demo/1",
             "demo/2",
             "other/1"
@@ -270,8 +283,8 @@ async fn concurrent_migrations_apply_each_version_once(db: &TestDb) {
     );
     let total = ra.unwrap().len() + rb.unwrap().len() + rc.unwrap().len();
     assert_eq!(
-        total, 5,
-        "coordinator/1 to 3, demo/1 and demo/2, each applied once"
+        total, 6,
+        "coordinator/1 to 4, demo/1 and demo/2, each applied once"
     );
     assert!(
         db.store

@@ -267,6 +267,40 @@ async fn claims_respect_queues_limits_and_run_at(db: &TestDb) {
     assert_eq!(later[0].id, delayed);
 }
 
+async fn once_keys_also_find_the_task_that_succeeded(db: &TestDb) {
+    let store = db.migrated().await;
+    let once = |name: &str, n| NewTask {
+        unique_key: Some("order-1".into()),
+        once: true,
+        ..new_task(name, n)
+    };
+    let first = store.enqueue_task(&once("shop.enroll", 1)).await.unwrap();
+    let claimed = store
+        .claim_tasks("w", &[], 1, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(claimed[0].id, first);
+    let done = coordinator::task::TaskOutcome::Succeeded(None);
+    assert!(store.record_outcome(first, "w", 1, &done).await.unwrap());
+    // Enqueued again after it succeeded (its enqueuer ran twice): the same task, not a new one.
+    let again = store.enqueue_task(&once("shop.enroll", 2)).await.unwrap();
+    assert_eq!(again, first);
+    assert_eq!(task(store, first).await.state, TaskState::Succeeded);
+    // A plain unique key may be used again once its task finished.
+    let plain = NewTask {
+        once: false,
+        ..once("shop.enroll", 3)
+    };
+    assert_ne!(store.enqueue_task(&plain).await.unwrap(), first);
+    // A cancelled task does not hold the key: the work was not done.
+    let other = store.enqueue_task(&once("shop.refund", 4)).await.unwrap();
+    store.cancel_task(other).await.unwrap();
+    assert_ne!(
+        store.enqueue_task(&once("shop.refund", 5)).await.unwrap(),
+        other
+    );
+}
+
 async fn unique_keys_deduplicate_pending_tasks(db: &TestDb) {
     let store = db.migrated().await;
     let keyed = |name: &str, n| NewTask {
@@ -1318,6 +1352,7 @@ on_each_backend!(
     enqueued_tasks_are_claimed_and_completed,
     claims_respect_queues_limits_and_run_at,
     unique_keys_deduplicate_pending_tasks,
+    once_keys_also_find_the_task_that_succeeded,
     an_expired_lease_is_claimed_again_and_the_late_completion_is_fenced,
     an_expired_lease_on_the_last_attempt_makes_the_task_dead,
     renewed_leases_keep_their_tasks,

@@ -109,9 +109,11 @@ async fn enroll_learner(event: Event<OrderPlaced>) -> HandlerResult {
                 course_run_key: order.course_run_key.clone(),
                 order_number: order.order_number.clone(),
             },
-            // One enrollment task per order and seat, however often the order is announced.
+            // One enrollment per order and seat, however often the order is announced and
+            // however often this delivery runs (it runs again if the process dies before its
+            // outcome is recorded).
             EnqueueOptions::default()
-                .unique(format!("{}/{}", order.order_number, order.course_run_key)),
+                .once(format!("{}/{}", order.order_number, order.course_run_key)),
         )
         .await?;
     Ok(task_id.into())

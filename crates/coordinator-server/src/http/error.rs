@@ -97,7 +97,8 @@ pub enum ApiError {
     /// The request took longer than the timeout.
     #[error(
         "the request did not finish within {0:?}, the limit set by [server] request_timeout; \
-         retry later (it may have taken effect: look it up before repeating it)"
+         send it again after Retry-After (work the route had not committed by then was rolled \
+         back)"
     )]
     Timeout(Duration),
     /// The service cannot serve yet (`/ready`).
@@ -155,6 +156,10 @@ impl ApiError {
                 }
             }
             ApiError::Store(e) => Problem::from_store(e),
+            // Nothing is promised for a request cut off at its timeout: the caller sends it
+            // again (a durable route's work was rolled back, or is found by its key).
+            ApiError::Timeout(_) => Problem::unavailable(self.to_string(), 1),
+            ApiError::NotReady(_) => Problem::unavailable(self.to_string(), 1),
             ApiError::BodyTooLarge { limit } => Problem::new(self.status(), self.to_string())
                 .with("limit_bytes", *limit)
                 .with("setting", "[server] body_limit_bytes"),

@@ -152,6 +152,16 @@ impl Server {
         assert!(status.success(), "kill -TERM failed");
     }
 
+    /// SIGKILL: the process dies at once, with whatever it had not written yet.
+    pub fn kill_9(&mut self) {
+        let status = Command::new("kill")
+            .args(["-KILL", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -KILL failed");
+        let _ = self.child.wait();
+    }
+
     /// Waits for the process to exit (at most `limit`).
     pub fn wait(&mut self, limit: Duration) -> ExitStatus {
         let deadline = Instant::now() + limit;
@@ -389,6 +399,51 @@ impl Reply {
             .get(name)
             .map_or("", |v| v.to_str().unwrap_or(""))
     }
+}
+
+/// Like [`request`], but a connection that cannot be opened, or that closes before the answer,
+/// is an `Err` with the reason instead of a panic (for servers that are being broken on purpose).
+pub async fn try_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<String>,
+) -> Result<Reply, String> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect to {addr}: {e}"))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("HTTP handshake: {e}"))?;
+    tokio::spawn(connection);
+    let mut builder = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let request = builder
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
+        .map_err(|e| format!("build the request: {e}"))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("{method} {path}: {e}"))?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("read the body: {e}"))?
+        .to_bytes();
+    Ok(Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    })
 }
 
 /// One request on a connection of its own.

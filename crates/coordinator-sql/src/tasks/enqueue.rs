@@ -15,6 +15,20 @@ pub const ACTION: &str = "enqueue a task";
 /// Inserts `task` on `conn` (committed with it) and returns its id; with a unique key held by
 /// a pending task of the same name, returns that task's id instead.
 pub async fn insert_task<C: SqlConn>(conn: &mut C, task: &NewTask) -> Result<Uuid, StoreError> {
+    if let (Some(key), true) = (&task.unique_key, task.once) {
+        // An idempotency key: a task that holds it and succeeded counts as well as a pending
+        // one (the index coordinator_tasks_keys finds it).
+        let mut sql = conn.sql("SELECT id FROM coordinator_tasks WHERE task = ");
+        sql.bind(Arg::Text(task.task.clone()))
+            .push(" AND unique_key = ")
+            .bind(Arg::Text(key.clone()))
+            .push(
+                " AND state IN ('queued', 'retrying', 'running', 'succeeded') ORDER BY id LIMIT 1",
+            );
+        if let Some(existing) = conn.fetch(ACTION, &sql, &|row| row.id("id")).await?.pop() {
+            return Ok(existing);
+        }
+    }
     // A pending task holding the unique key may finish between the insert and the look-up;
     // then the insert is simply tried again.
     for _ in 0..5 {

@@ -110,6 +110,7 @@ pub(crate) fn prepare<P: Payload>(
                 max_attempts: target.max_attempts,
                 run_at_ms: report.sent_at_ms,
                 unique_key: None,
+                once: false,
                 origin_dispatch: Some(report.id),
             },
         ));

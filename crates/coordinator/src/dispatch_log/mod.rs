@@ -3,8 +3,10 @@
 //!
 //! [`DispatchLog`] is a [`DispatchObserver`]: it hands each report to a bounded in-memory buffer
 //! and returns at once. When the buffer is full the report is dropped and counted, never waited
-//! for. [`DispatchLogWriter::run`] empties the buffer in batches into the [`Store`], purges
-//! reports older than the retention, and on shutdown writes everything still buffered. See
+//! for. [`DispatchLogWriter::run`] empties the buffer in batches into the [`Store`], each batch
+//! written once its oldest report has waited `flush_interval` since it was buffered (so that a
+//! crash loses at most that, and the batch being written), purges reports older than the
+//! retention, and on shutdown writes everything still buffered. See
 //! `docs/decisions/0006-dispatch-log-write-path.md`.
 //!
 //! ```
@@ -94,9 +96,16 @@ pub fn dispatch_log(config: &DispatchLogConfig) -> (Arc<DispatchLog>, DispatchLo
     (log, writer)
 }
 
+/// A report in the buffer, and when it was buffered (its batch is due `flush_interval` after the
+/// oldest report's).
+struct Buffered {
+    report: StoredDispatch,
+    at: Instant,
+}
+
 /// The observer half of the dispatch log: buffers each report for the writer, never waits.
 pub struct DispatchLog {
-    tx: mpsc::Sender<StoredDispatch>,
+    tx: mpsc::Sender<Buffered>,
     stats: Arc<DispatchLogStats>,
     warnings: DropWarnings,
 }
@@ -161,7 +170,10 @@ impl DispatchObserver for DispatchLog {
         match self.tx.try_reserve() {
             Ok(permit) => {
                 self.stats.buffered.fetch_add(1, Ordering::Relaxed);
-                permit.send(StoredDispatch::from(report));
+                permit.send(Buffered {
+                    report: StoredDispatch::from(report),
+                    at: Instant::now(),
+                });
             }
             Err(TrySendError::Full(())) => self.dropped(false),
             Err(TrySendError::Closed(())) => self.dropped(true),
@@ -221,7 +233,7 @@ impl DispatchLogStats {
 /// The writer half of the dispatch log: moves buffered reports into the store. Run it once,
 /// on a task of its own, with [`DispatchLogWriter::run`].
 pub struct DispatchLogWriter {
-    rx: mpsc::Receiver<StoredDispatch>,
+    rx: mpsc::Receiver<Buffered>,
     stats: Arc<DispatchLogStats>,
     batch_size: usize,
     flush_interval: Duration,
@@ -242,8 +254,9 @@ impl DispatchLogWriter {
     /// Writes buffered reports to `store` until `shutdown` resolves, then writes everything
     /// still buffered and returns.
     ///
-    /// Reports are written in batches of up to `batch_size`, a batch at most `flush_interval`
-    /// after its first report arrived. A batch that fails is logged and retried with backoff a
+    /// Reports are written in batches of up to `batch_size`, a batch once its oldest report has
+    /// been buffered for `flush_interval` (at once, then, if it waited that long while the
+    /// previous batch was written). A batch that fails is logged and retried with backoff a
     /// few times, then dropped (and counted). Reports older than `retention` are purged when the
     /// writer starts and every hour. Resolve `shutdown` after the coordinator has stopped
     /// sending (after in-flight requests finished) to lose nothing; if the database may be down
@@ -271,8 +284,11 @@ impl DispatchLogWriter {
                     self.took(received);
                 }
             }
-            // Fill the batch until it is full or its first report has waited long enough.
-            let deadline = Instant::now() + self.flush_interval;
+            // Fill the batch until it is full or its oldest report has waited long enough since
+            // it was buffered: reports buffered while the previous batch was being written have
+            // waited already, and are not made to wait a whole interval more (a crash would
+            // lose that much more).
+            let deadline = batch.first().map_or_else(Instant::now, |b| b.at) + self.flush_interval;
             let mut stopping = false;
             while batch.len() < self.batch_size {
                 let room = self.batch_size - batch.len();
@@ -290,6 +306,14 @@ impl DispatchLogWriter {
                         self.took(received);
                     }
                 }
+            }
+            // What is buffered already joins the batch, deadline passed or not.
+            while batch.len() < self.batch_size {
+                let Ok(buffered) = self.rx.try_recv() else {
+                    break;
+                };
+                batch.push(buffered);
+                self.took(1);
             }
             self.write(&store, &mut batch).await;
             if stopping {
@@ -319,16 +343,16 @@ impl DispatchLogWriter {
     }
 
     /// Writes the batch (retrying), then empties it.
-    async fn write(&self, store: &Store, batch: &mut Vec<StoredDispatch>) {
+    async fn write(&self, store: &Store, batch: &mut Vec<Buffered>) {
         if batch.is_empty() {
             return;
         }
-        let count = batch.len() as u64;
+        let reports: Vec<StoredDispatch> = batch.drain(..).map(|b| b.report).collect();
+        let count = reports.len() as u64;
         for attempt in 0..=RETRY_DELAYS.len() {
-            match store.insert_dispatches(batch).await {
+            match store.insert_dispatches(&reports).await {
                 Ok(()) => {
                     self.stats.written.fetch_add(count, Ordering::Relaxed);
-                    batch.clear();
                     return;
                 }
                 Err(e) => {
@@ -346,7 +370,6 @@ impl DispatchLogWriter {
             }
         }
         self.stats.dropped.fetch_add(count, Ordering::Relaxed);
-        batch.clear();
     }
 
     async fn purge(&self, store: &Store) {

@@ -127,6 +127,7 @@ fn new_task<P: Payload>(
         max_attempts: wired.retry.max_attempts,
         run_at_ms,
         unique_key: options.unique_key,
+        once: options.once,
         origin_dispatch: ctx.cause(),
     })
 }

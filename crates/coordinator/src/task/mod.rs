@@ -309,6 +309,9 @@ pub struct EnqueueOptions {
     /// A deduplication key: while a task of the same name and key is queued, retrying or
     /// running, enqueueing again returns that task's id instead of adding one.
     pub unique_key: Option<String>,
+    /// With `unique_key`, a task of that name and key that succeeded counts too (until the
+    /// retention deletes it): see [`EnqueueOptions::once`].
+    pub once: bool,
 }
 
 impl EnqueueOptions {
@@ -324,9 +327,21 @@ impl EnqueueOptions {
         self
     }
 
-    /// Deduplicate on `key`.
+    /// Deduplicate on `key` while a task of the same name and key is pending: once it has
+    /// finished, the key can be used again (a periodic job, say).
     pub fn unique(mut self, key: impl Into<String>) -> Self {
         self.unique_key = Some(key.into());
+        self.once = false;
+        self
+    }
+
+    /// Do the work of `key` once: enqueueing again returns the id of the task of the same name
+    /// and key that is pending or has succeeded (until `[worker] retention` deletes it). Use it
+    /// for work that must not be repeated when the code that enqueues it runs again, as a
+    /// task's or a durable delivery's code does after a crash (an enrollment, a refund).
+    pub fn once(mut self, key: impl Into<String>) -> Self {
+        self.unique_key = Some(key.into());
+        self.once = true;
         self
     }
 }

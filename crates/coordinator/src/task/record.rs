@@ -50,6 +50,10 @@ pub struct NewTask {
     /// While a task of the same name and key is queued, retrying or running, enqueueing returns
     /// that task's id instead of adding one.
     pub unique_key: Option<String>,
+    /// With `unique_key`: a task of the same name and key that succeeded (and has not been
+    /// deleted by `[worker] retention` yet) counts too, and its id is returned: the key is an
+    /// idempotency key, and the work is done once however often it is enqueued.
+    pub once: bool,
     /// The dispatch whose handler (or whose chain of tasks) enqueued it, to follow events.
     pub origin_dispatch: Option<Uuid>,
 }
@@ -64,6 +68,7 @@ impl NewTask {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             run_at_ms: now_ms(),
             unique_key: None,
+            once: false,
             origin_dispatch: None,
         }
     }

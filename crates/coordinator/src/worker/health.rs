@@ -17,6 +17,9 @@ struct HealthState {
     failing_since_ms: std::sync::atomic::AtomicU64,
     /// Since when outcomes have been waiting to be recorded; 0 when none waits.
     unrecorded_since_ms: std::sync::atomic::AtomicU64,
+    /// Since when the worker has been waiting for a store call to return (a claim blocked on
+    /// a lock, a network that hangs without resetting); 0 when it is not waiting.
+    calling_since_ms: std::sync::atomic::AtomicU64,
 }
 
 /// How long the store may fail the worker, or outcomes wait, before the worker is not ready.
@@ -46,7 +49,27 @@ impl WorkerHealth {
                 ms / 1000
             ));
         }
+        if let Some(ms) = since(self.0.calling_since_ms.load(Relaxed)) {
+            return Err(format!(
+                "the task worker has waited {} s for the store to answer",
+                ms / 1000
+            ));
+        }
         Ok(())
+    }
+
+    /// A store call starts.
+    pub(super) fn calling(&self) {
+        self.0
+            .calling_since_ms
+            .store(now_ms(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The store call returned, whatever it answered.
+    pub(super) fn returned(&self) {
+        self.0
+            .calling_since_ms
+            .store(0, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub(super) fn answered(&self) {

@@ -109,7 +109,7 @@ impl Loop<'_> {
         if ids.is_empty() {
             return;
         }
-        match self.store.release_tasks(self.id, &ids).await {
+        match self.call(self.store.release_tasks(self.id, &ids)).await {
             Ok(n) => info!(worker = %self.id, released = n,
                 "gave back the tasks claimed ahead that had not started"),
             Err(e) => warn!(worker = %self.id, error = %e, tasks = ids.len(),
@@ -170,7 +170,7 @@ impl Loop<'_> {
                 .take(n)
                 .map(|u| (u.id, self.held[&u.id].task.attempt, &u.outcome))
                 .collect();
-            match self.store.record_outcomes(self.id, &batch).await {
+            match self.call(self.store.record_outcomes(self.id, &batch)).await {
                 Ok(applied) => {
                     self.store_answered();
                     for applied in applied {
@@ -217,8 +217,10 @@ impl Loop<'_> {
         };
         let (id, attempt) = (front.id, self.held[&front.id].task.attempt);
         let first = self
-            .store
-            .record_outcome(id, self.id, attempt, &front.outcome)
+            .call(
+                self.store
+                    .record_outcome(id, self.id, attempt, &front.outcome),
+            )
             .await;
         let refused = match first {
             Ok(applied) => {
@@ -239,7 +241,10 @@ impl Loop<'_> {
             status: front.outcome.attempt_status(),
             chain,
         };
-        match self.store.record_outcome(id, self.id, attempt, &dead).await {
+        match self
+            .call(self.store.record_outcome(id, self.id, attempt, &dead))
+            .await
+        {
             Ok(applied) => {
                 self.unrecorded.front_mut().expect("front above").outcome = dead;
                 self.recorded(applied);
@@ -276,7 +281,9 @@ impl Loop<'_> {
         if ids.is_empty() {
             return Ok(());
         }
-        let renewed = self.store.renew_leases(self.id, &ids, lease).await?;
+        let renewed = self
+            .call(self.store.renew_leases(self.id, &ids, lease))
+            .await?;
         self.store_answered();
         if renewed.len() < ids.len() {
             for id in ids.iter().filter(|id| !renewed.contains(id)) {
@@ -320,7 +327,10 @@ impl Loop<'_> {
                 Duration::from_secs(1),
             ] {
                 tokio::time::sleep(wait).await;
-                match self.store.release_tasks(self.id, &unfinished).await {
+                match self
+                    .call(self.store.release_tasks(self.id, &unfinished))
+                    .await
+                {
                     Ok(n) => {
                         released = Some(n);
                         break;
@@ -349,6 +359,15 @@ impl Loop<'_> {
                 "stopping with task outcomes the store did not take: those tasks run again once \
                  their leases expire (tasks must be idempotent)");
         }
+    }
+
+    /// Runs a store call, the worker's health knowing it waits meanwhile (a call that hangs
+    /// makes `/ready` 503 after a while, as one that fails does).
+    pub(super) async fn call<T>(&self, call: impl std::future::Future<Output = T>) -> T {
+        self.health.calling();
+        let out = call.await;
+        self.health.returned();
+        out
     }
 
     pub(super) fn observe(&self, task: &ClaimedTask, status: &str, duration: Duration) {

@@ -273,7 +273,10 @@ impl Worker {
                 && now >= next_claim
                 && now >= state.store_ready_at
             {
-                match store.claim_tasks(&id, &config.queues, free, lease).await {
+                match state
+                    .call(store.claim_tasks(&id, &config.queues, free, lease))
+                    .await
+                {
                     Ok(claimed) => {
                         state.store_answered();
                         if state.held.is_empty() {
