@@ -129,12 +129,13 @@ impl SqlDriver for PostgresDriver {
         enqueue::enqueue(&self.pool, &self.kept, task).await
     }
 
-    async fn enqueue_dispatch(&self, dispatch: &DurableDispatch) -> Result<(), StoreError> {
+    async fn enqueue_dispatch(&self, dispatch: &DurableDispatch) -> Result<bool, StoreError> {
         let mut tx = self.begin(DISPATCH_ACTION).await?;
-        insert_dispatch(&mut tx, dispatch).await?;
+        let stored = insert_dispatch(&mut tx, dispatch).await?;
         tx.0.commit()
             .await
-            .map_err(StoreError::database(NAME, DISPATCH_ACTION))
+            .map_err(StoreError::database(NAME, DISPATCH_ACTION))?;
+        Ok(stored)
     }
 
     async fn claim(&self, claim: Claim<'_>) -> Result<Vec<ClaimedTask>, StoreError> {

@@ -53,11 +53,12 @@ pub trait SqlDriver: Send + Sync + 'static {
     /// connections its own way.
     fn enqueue(&self, task: &NewTask) -> impl Future<Output = Result<Uuid, StoreError>> + Send;
 
-    /// Stores a durable dispatch in one transaction (see `TaskQueue::enqueue_dispatch`).
+    /// Stores a durable dispatch in one transaction (see `TaskQueue::enqueue_dispatch`);
+    /// `false` when its intake key was recorded before.
     fn enqueue_dispatch(
         &self,
         dispatch: &DurableDispatch,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Claims tasks (see `TaskQueue::claim_tasks`).
     fn claim(

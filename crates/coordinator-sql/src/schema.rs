@@ -117,9 +117,14 @@ DROP INDEX coordinator_tasks_due;";
 
 /// Version 4: an index of the unique keys in every state, so that enqueueing with an
 /// idempotency key (`EnqueueOptions::once`) finds a task that already succeeded without reading
-/// every task of that name.
+/// every task of that name; and the index that keeps keys unique among pending tasks made to
+/// leave out the tasks with no key (most of them: every delivery of a durable signal), which it
+/// was indexing for nothing on every insert.
 const UNIQUE_KEYS_INDEX: &str = "CREATE INDEX coordinator_tasks_keys ON coordinator_tasks \
-(task, unique_key) WHERE unique_key IS NOT NULL;";
+(task, unique_key) WHERE unique_key IS NOT NULL;
+DROP INDEX coordinator_tasks_unique;
+CREATE UNIQUE INDEX coordinator_tasks_unique ON coordinator_tasks (task, unique_key) \
+WHERE unique_key IS NOT NULL AND state IN ('queued', 'retrying', 'running');";
 
 /// The dispatch log's and the task queue's tables on SQLite.
 const SQLITE: [&str; 2] = [
@@ -181,7 +186,7 @@ mod tests {
                     "f8c00d307cbef4a3",
                     "7eea697857f57a42",
                     "d91fbae4af20f71a",
-                    "fbc140df22d264a1",
+                    "fd60b0b179fecafe",
                 ],
             ),
             (
@@ -190,7 +195,7 @@ mod tests {
                     "f5cfe777c136bac4",
                     "04df3bdd84e65eb7",
                     "d91fbae4af20f71a",
-                    "fbc140df22d264a1",
+                    "fd60b0b179fecafe",
                 ],
             ),
         ];

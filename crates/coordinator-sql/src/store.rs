@@ -55,7 +55,7 @@ impl<D: SqlDriver> TaskQueue for SqlStore<D> {
         self.driver.enqueue(task).await
     }
 
-    async fn enqueue_dispatch(&self, dispatch: &DurableDispatch) -> Result<(), StoreError> {
+    async fn enqueue_dispatch(&self, dispatch: &DurableDispatch) -> Result<bool, StoreError> {
         self.driver.enqueue_dispatch(dispatch).await
     }
 
@@ -227,7 +227,7 @@ impl<D: SqlDriver> Transaction for SqlTx<D> {
         enqueue::insert_task(&mut self.tx, task).await
     }
 
-    async fn enqueue_dispatch(&mut self, dispatch: &DurableDispatch) -> Result<(), StoreError> {
+    async fn enqueue_dispatch(&mut self, dispatch: &DurableDispatch) -> Result<bool, StoreError> {
         enqueue::insert_dispatch(&mut self.tx, dispatch).await
     }
 

@@ -19,7 +19,9 @@ use std::sync::{Arc, Mutex};
 use coordinator::dispatch_log::DurableDispatch;
 use coordinator::store::StoreError;
 use coordinator::task::NewTask;
-use coordinator_sql::tasks::enqueue::{ACTION, DISPATCH_ACTION, insert_dispatch, insert_task};
+use coordinator_sql::tasks::enqueue::{
+    ACTION, DISPATCH_ACTION, insert_dispatch, insert_dispatch_batch, insert_task,
+};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -42,16 +44,46 @@ impl Write {
         }
     }
 
-    /// Writes it in `tx`: the task's id, or the dispatch's.
-    async fn apply(&self, tx: &mut Tx) -> Result<Uuid, StoreError> {
+    /// Writes it in `tx`: the task's id, or the dispatch's (`None` when its intake key was
+    /// recorded before and nothing was written).
+    async fn apply(&self, tx: &mut Tx) -> Result<Option<Uuid>, StoreError> {
         match self {
-            Write::Task(task) => insert_task(tx, task).await,
-            Write::Dispatch(d) => insert_dispatch(tx, d).await.map(|()| d.dispatch.id),
+            Write::Task(task) => insert_task(tx, task).await.map(Some),
+            Write::Dispatch(d) => Ok(insert_dispatch(tx, d).await?.then_some(d.dispatch.id)),
         }
     }
 }
 
-type Done = oneshot::Sender<Result<Uuid, StoreError>>;
+type Done = oneshot::Sender<Result<Option<Uuid>, StoreError>>;
+
+/// Writes a whole group in `tx`: the durable dispatches together, with a few multi-row
+/// statements, then the tasks one by one; each write's result, in order.
+async fn apply_all(batch: &[(Write, Done)], tx: &mut Tx) -> Result<Vec<Option<Uuid>>, StoreError> {
+    let dispatches: Vec<&DurableDispatch> = batch
+        .iter()
+        .filter_map(|(w, _)| match w {
+            Write::Dispatch(d) => Some(d),
+            Write::Task(_) => None,
+        })
+        .collect();
+    let mut stored = if dispatches.is_empty() {
+        Vec::new()
+    } else {
+        insert_dispatch_batch(tx, &dispatches).await?
+    }
+    .into_iter();
+    let mut out = Vec::with_capacity(batch.len());
+    for (write, _) in batch {
+        out.push(match write {
+            Write::Task(task) => Some(insert_task(tx, task).await?),
+            Write::Dispatch(d) => stored
+                .next()
+                .expect("one result per dispatch")
+                .then_some(d.dispatch.id),
+        });
+    }
+    Ok(out)
+}
 
 /// Enqueues waiting for the next group write.
 #[derive(Default)]
@@ -76,12 +108,12 @@ impl Drop for WaitingAlone<'_> {
 }
 
 /// Writes `write` itself when no other enqueue waits for the writer, else queues it for the
-/// next group write of enqueues; returns its id.
+/// next group write of enqueues; returns its id (see [`Write::apply`]).
 pub(crate) async fn enqueue(
     pools: &Pools,
     pending: &Arc<Mutex<Pending>>,
     write: Write,
-) -> Result<Uuid, StoreError> {
+) -> Result<Option<Uuid>, StoreError> {
     let action = write.action();
     let (done, id) = oneshot::channel();
     let write = {
@@ -150,17 +182,14 @@ async fn write_queued(pools: &Pools, pending: &Mutex<Pending>) {
     // Callers may still give up while the transaction waits for SQLite's lock (another
     // process writing): checked again before the commit, and written again without them.
     for _ in 0..3 {
-        let mut ids = Vec::with_capacity(batch.len());
-        let tx = async {
+        let written = async {
             let mut tx = Tx::begin_on(writer, ACTION).await?;
-            for (write, _) in &batch {
-                ids.push(write.apply(&mut tx).await?);
-            }
-            Ok::<_, StoreError>(tx)
+            let ids = apply_all(&batch, &mut tx).await?;
+            Ok::<_, StoreError>((tx, ids))
         }
         .await;
-        let tx = match tx {
-            Ok(tx) => tx,
+        let (tx, ids) = match written {
+            Ok(written) => written,
             Err(_) => return write_each(pools, batch).await,
         };
         if batch.iter().any(|(_, done)| done.is_closed()) {

@@ -139,14 +139,16 @@ impl SqlDriver for SqliteDriver {
 
     async fn enqueue(&self, task: &NewTask) -> Result<Uuid, StoreError> {
         let write = enqueue::Write::Task(task.clone());
-        enqueue::enqueue(&self.pools, &self.pending, write).await
+        Ok(enqueue::enqueue(&self.pools, &self.pending, write)
+            .await?
+            .expect("a task enqueue gives an id"))
     }
 
-    async fn enqueue_dispatch(&self, dispatch: &DurableDispatch) -> Result<(), StoreError> {
+    async fn enqueue_dispatch(&self, dispatch: &DurableDispatch) -> Result<bool, StoreError> {
         let write = enqueue::Write::Dispatch(dispatch.clone());
-        enqueue::enqueue(&self.pools, &self.pending, write)
-            .await
-            .map(drop)
+        Ok(enqueue::enqueue(&self.pools, &self.pending, write)
+            .await?
+            .is_some())
     }
 
     async fn claim(&self, claim: Claim<'_>) -> Result<Vec<ClaimedTask>, StoreError> {

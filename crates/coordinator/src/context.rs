@@ -169,6 +169,57 @@ impl Context {
         Ok(report)
     }
 
+    /// Sends the durable `signal` once per external event: records `external_id` from
+    /// `source` (a webhook's event id, an order number) in the inbox and stores the dispatch
+    /// and its deliveries, in one transaction, so that the work is durable when this returns.
+    /// `None` when the event was received before: nothing is sent again.
+    ///
+    /// This is [`send_in`](Context::send_in) with the inbox, in one call that the store can
+    /// write together with concurrent ones (on SQLite, in one commit).
+    ///
+    /// ```
+    /// use coordinator::prelude::*;
+    /// use coordinator::testing::TestCoordinator;
+    ///
+    /// #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+    /// pub struct Paid { pub order: String }
+    /// static PAID: Signal<Paid> = Signal::new("shop.paid", "An order was paid.").durable();
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let shop = coordinator::testing::extension("shop", |ext| {
+    ///     ext.signal(&PAID).handler("shop.ship", "Ships it.", |e: Event<Paid>| async move {
+    ///         Ok::<_, HandlerError>(format!("shipped {}", e.order))
+    ///     });
+    /// });
+    /// let t = TestCoordinator::builder()
+    ///     .extension(shop)
+    ///     .wiring("[signals]\n\"shop.paid\" = [\"shop.ship\"]\n")
+    ///     .with_store(coordinator_sqlite::testing::temporary())
+    ///     .build();
+    /// let ctx = t.context();
+    /// let paid = || Paid { order: "EDX-1".into() };
+    /// assert!(ctx.send_once("shop", "EDX-1", &PAID, paid()).await.unwrap().is_some());
+    /// assert!(ctx.send_once("shop", "EDX-1", &PAID, paid()).await.unwrap().is_none());
+    /// assert_eq!(t.run_tasks().await.len(), 1);
+    /// # });
+    /// ```
+    pub async fn send_once<P: Payload>(
+        &self,
+        source: &str,
+        external_id: &str,
+        signal: &Signal<P>,
+        payload: P,
+    ) -> Result<Option<DispatchReport>, SendError> {
+        let report =
+            dispatch::durable::send_once(self, source, external_id, signal, payload).await?;
+        if let Some(report) = &report {
+            for observer in &self.runtime.observers {
+                observer.dispatched(report);
+            }
+        }
+        Ok(report)
+    }
+
     /// Whether `signal` is durable in this coordinator's wiring (declared so, or made so by
     /// `[signals."<name>"] durable = true`): then it can be sent with
     /// [`send_in`](Context::send_in), and [`send_robust`](Context::send_robust) stores its

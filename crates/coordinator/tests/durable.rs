@@ -279,16 +279,21 @@ async fn a_durable_dispatch_is_stored_whole_or_not_at_all(db: &TestDb) {
     let broken = DurableDispatch {
         dispatch: dispatch.clone(),
         deliveries: vec![(delivery, task()), (delivery, task())],
+        intake: Some(("psp".into(), "evt_whole".into())),
     };
     assert!(store.enqueue_dispatch(&broken).await.is_err());
     assert!(store.get_dispatch(dispatch_id).await.unwrap().is_none());
     assert!(store.get_task(delivery).await.unwrap().is_none());
 
+    // The intake key was rolled back with the rest: the same event is stored now.
     let whole = DurableDispatch {
         dispatch,
         deliveries: vec![(delivery, task())],
+        intake: Some(("psp".into(), "evt_whole".into())),
     };
-    store.enqueue_dispatch(&whole).await.unwrap();
+    assert!(store.enqueue_dispatch(&whole).await.unwrap());
+    // And not twice.
+    assert!(!store.enqueue_dispatch(&whole).await.unwrap());
     assert!(store.get_dispatch(dispatch_id).await.unwrap().is_some());
     assert_eq!(
         store.get_task(delivery).await.unwrap().unwrap().task,
@@ -318,8 +323,53 @@ async fn concurrent_durable_sends_are_each_stored_with_their_deliveries(db: &Tes
     }
 }
 
+async fn sent_once_per_event_however_often_and_concurrently_it_is_sent(db: &TestDb) {
+    let store = db.migrated().await;
+    let runs = Runs::default();
+    let coordinator = build(store, &runs, WIRING);
+    // 40 concurrent sends of 10 events: each event stored once, with its deliveries.
+    let sends = (0..40).map(|i| {
+        let ctx = coordinator.context("shop");
+        tokio::spawn(async move {
+            let order = format!("EDX-O{}", i % 10);
+            ctx.send_once("psp", &order, &PAID, paid(&order)).await
+        })
+    });
+    let mut stored = Vec::new();
+    for send in sends {
+        if let Some(report) = send.await.unwrap().unwrap() {
+            assert!(report.is_stored(), "{report:?}");
+            stored.push(report);
+        }
+    }
+    assert_eq!(stored.len(), 10, "one dispatch per event");
+    for report in &stored {
+        assert!(store.get_dispatch(report.id).await.unwrap().is_some());
+        for run in &report.handlers {
+            assert!(store.get_task(task_id(run)).await.unwrap().is_some());
+        }
+    }
+    let page = store
+        .list_tasks(&coordinator::task::TaskQuery {
+            task: Some("deliver:shop.ship".into()),
+            limit: 500,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 10, "no delivery stored twice");
+    // An event id that cannot be a key is refused before anything is stored.
+    let ctx = coordinator.context("shop");
+    let e = ctx
+        .send_once("psp", "evt\u{0}", &PAID, paid("EDX-X"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, SendError::InvalidKey { .. }), "{e:?}");
+}
+
 on_each_backend!(
     multi_thread:
+    sent_once_per_event_however_often_and_concurrently_it_is_sent,
     each_delivery_runs_from_storage_and_a_failing_one_is_retried_alone,
     sent_in_a_transaction_it_is_stored_only_if_the_transaction_commits,
     a_durable_dispatch_is_stored_whole_or_not_at_all,

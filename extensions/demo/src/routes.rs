@@ -140,16 +140,13 @@ async fn place_order(
         report.accepted()?;
         return Ok((StatusCode::ACCEPTED, Json(Dispatched::from(&report))));
     }
-    let store = ctx.coordinator().store().cloned().ok_or_else(|| {
-        Problem::unavailable(
-            "the coordinator has no storage, so orders cannot be kept",
-            1,
-        )
-    })?;
-    let mut tx = store.begin().await?;
-    if !tx.record_intake(ORDERS_SOURCE, &order.order_number).await? {
-        tx.rollback().await?;
-        return Ok((
+    let number = order.order_number.clone();
+    match ctx
+        .send_once(ORDERS_SOURCE, &number, &ORDER_PLACED, order)
+        .await?
+    {
+        Some(report) => Ok((StatusCode::ACCEPTED, Json(Dispatched::from(&report)))),
+        None => Ok((
             StatusCode::OK,
             Json(Dispatched {
                 dispatch_id: None,
@@ -157,11 +154,8 @@ async fn place_order(
                 duplicate: true,
                 handlers: Vec::new(),
             }),
-        ));
+        )),
     }
-    let report = ctx.send_in(&mut tx, &ORDER_PLACED, order).await?;
-    tx.commit().await?;
-    Ok((StatusCode::ACCEPTED, Json(Dispatched::from(&report))))
 }
 
 /// Sends demo.payment_refunded to its handlers, which run now: 202 only if each did its part,

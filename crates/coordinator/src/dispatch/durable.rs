@@ -63,6 +63,30 @@ pub enum SendError {
         /// The serializer's error.
         source: serde_json::Error,
     },
+    /// An external event's source or id cannot be a key of the inbox (empty, too long, or with
+    /// a control character): the caller sent something malformed.
+    #[error(
+        "the event's {what} {value} cannot be received: {problem}; send a printable {what} of \
+         1 to {max} characters",
+        max = crate::task::MAX_INTAKE_KEY
+    )]
+    InvalidKey {
+        /// `source` or `id`.
+        what: &'static str,
+        /// The value, escaped so that it prints on one line.
+        value: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// The coordinator was built without a store.
+    #[error(
+        "signal \"{signal}\" cannot be sent durably: the coordinator has no store; build it \
+         with `CoordinatorBuilder::store`"
+    )]
+    NoStore {
+        /// The signal.
+        signal: &'static str,
+    },
     /// The store refused or failed.
     #[error("signal \"{signal}\" could not be stored: {source}")]
     Store {
@@ -124,6 +148,7 @@ pub(crate) fn prepare<P: Payload>(
         durable: DurableDispatch {
             dispatch: StoredDispatch::from(&report),
             deliveries,
+            intake: None,
         },
         report,
     })
@@ -142,6 +167,7 @@ pub(crate) async fn store(runtime: &Arc<Runtime>, prepared: Prepared) -> Dispatc
         Some(store) => store
             .enqueue_dispatch(&durable)
             .await
+            .map(drop)
             .map_err(|e| HandlerError::from(e).chain()),
         None => Err(vec![
             "the coordinator has no store, so durable signals cannot be sent; build it with \
@@ -172,6 +198,38 @@ pub(crate) async fn store(runtime: &Arc<Runtime>, prepared: Prepared) -> Dispatc
     report
 }
 
+/// The slot of `signal`, which must be declared with payload `P` and durable.
+fn durable_slot<'r, P: Payload>(
+    runtime: &'r Runtime,
+    signal: &crate::signal::Signal<P>,
+) -> Result<&'r SignalSlot, SendError> {
+    let name = signal.name();
+    match runtime.wiring.signals.get(name) {
+        Some(slot) if slot.payload != std::any::TypeId::of::<P>() => Err(SendError::NotDeclared {
+            signal: name,
+            given: std::any::type_name::<P>(),
+        }),
+        Some(slot) if slot.durable => Ok(slot),
+        Some(_) => Err(SendError::NotDurable { signal: name }),
+        None => Err(SendError::NotDeclared {
+            signal: name,
+            given: std::any::type_name::<P>(),
+        }),
+    }
+}
+
+/// A new report of `signal` sent by `ctx`, with no runs yet.
+fn new_report(ctx: &Context, signal: &'static str) -> DispatchReport {
+    let (id, sent_at_ms) = new_id();
+    DispatchReport {
+        id,
+        signal,
+        sender: ctx.sender(),
+        sent_at_ms,
+        handlers: Vec::new(),
+    }
+}
+
 /// Sends a durable signal within `tx`: see [`Context::send_in`].
 pub(crate) async fn send_in<P: Payload>(
     ctx: &Context,
@@ -179,31 +237,13 @@ pub(crate) async fn send_in<P: Payload>(
     signal: &crate::signal::Signal<P>,
     payload: P,
 ) -> Result<DispatchReport, SendError> {
-    let runtime = &ctx.runtime;
     let name = signal.name();
-    let slot = match runtime.wiring.signals.get(name) {
-        Some(slot) if slot.payload == std::any::TypeId::of::<P>() => slot,
-        _ => {
-            return Err(SendError::NotDeclared {
-                signal: name,
-                given: std::any::type_name::<P>(),
-            });
-        }
-    };
-    if !slot.durable {
-        return Err(SendError::NotDurable { signal: name });
-    }
-    let (id, sent_at_ms) = new_id();
-    let report = DispatchReport {
-        id,
-        signal: name,
-        sender: ctx.sender(),
-        sent_at_ms,
-        handlers: Vec::new(),
-    };
+    let slot = durable_slot(&ctx.runtime, signal)?;
+    let report = new_report(ctx, name);
     if slot.handlers.is_empty() {
         return Ok(report);
     }
+    let id = report.id;
     let prepared = prepare(report, slot, &payload)?;
     tx.enqueue_dispatch(&prepared.durable)
         .await
@@ -216,12 +256,63 @@ pub(crate) async fn send_in<P: Payload>(
     Ok(prepared.report)
 }
 
+/// Sends a durable signal once per external event: see [`Context::send_once`].
+pub(crate) async fn send_once<P: Payload>(
+    ctx: &Context,
+    source: &str,
+    external_id: &str,
+    signal: &crate::signal::Signal<P>,
+    payload: P,
+) -> Result<Option<DispatchReport>, SendError> {
+    let name = signal.name();
+    for (what, value) in [("source", source), ("id", external_id)] {
+        if let Some(problem) = crate::names::key_problem(value, crate::task::MAX_INTAKE_KEY) {
+            return Err(SendError::InvalidKey {
+                what,
+                value: crate::names::quoted(value),
+                problem,
+            });
+        }
+    }
+    let slot = durable_slot(&ctx.runtime, signal)?;
+    let Some(store) = &ctx.runtime.store else {
+        return Err(SendError::NoStore { signal: name });
+    };
+    let mut prepared = prepare(new_report(ctx, name), slot, &payload)?;
+    prepared.durable.intake = Some((source.to_owned(), external_id.to_owned()));
+    let stored = store
+        .enqueue_dispatch(&prepared.durable)
+        .await
+        .map_err(|source| SendError::Store {
+            signal: name,
+            source,
+        })?;
+    if !stored {
+        debug!(
+            signal = name,
+            source, "event received before; nothing sent again"
+        );
+        return Ok(None);
+    }
+    debug!(signal = name, dispatch_id = %prepared.report.id,
+        deliveries = prepared.report.handlers.len(), "durable dispatch stored once");
+    Ok(Some(prepared.report))
+}
+
 impl From<SendError> for Problem {
     /// The store's failures as for enqueues (503 with `Retry-After` when the database did not
     /// take the dispatch); a signal this coordinator cannot send durably is a bug: 500.
     fn from(error: SendError) -> Self {
         match error {
             SendError::Store { source, .. } => Problem::from_store(&source),
+            e @ SendError::InvalidKey { .. } => Problem::bad_request(e.to_string()),
+            e @ SendError::NoStore { .. } => {
+                tracing::error!(error = %e, "a route sent a durable signal with no store");
+                Problem::unavailable(
+                    "the coordinator has no storage, so this request's work cannot be kept",
+                    1,
+                )
+            }
             other => Problem::internal(&other),
         }
     }

@@ -184,6 +184,9 @@ pub struct DurableDispatch {
     pub dispatch: StoredDispatch,
     /// Each delivery's task id and task, in the dispatch's handler order.
     pub deliveries: Vec<(Uuid, crate::task::record::NewTask)>,
+    /// The external event this dispatch answers, as (source, id): recorded in the inbox in
+    /// the same transaction; when it was recorded before, nothing is stored.
+    pub intake: Option<(String, String)>,
 }
 
 /// Which stored dispatches to list: every filter given must match. Newest first.

@@ -33,10 +33,11 @@ pub trait TaskQueue: Send + Sync {
     /// name, returns that task's id instead. Committed when it returns.
     async fn enqueue_task(&self, task: &NewTask) -> Result<Uuid, StoreError>;
 
-    /// Stores a durable dispatch in one transaction: each delivery enqueued as a task with the
-    /// id given, and the dispatch in the log. Committed when it returns; on an error nothing
-    /// of it is stored.
-    async fn enqueue_dispatch(&self, dispatch: &DurableDispatch) -> Result<(), StoreError>;
+    /// Stores a durable dispatch in one transaction: its intake key in the inbox (if it has
+    /// one), each delivery enqueued as a task with the id given, and the dispatch in the log.
+    /// Committed when it returns; on an error nothing of it is stored. `false`: the intake key
+    /// was recorded before, and nothing was stored.
+    async fn enqueue_dispatch(&self, dispatch: &DurableDispatch) -> Result<bool, StoreError>;
 
     /// Claims up to `limit` due tasks of `queues` (every queue when empty) for `worker`, each
     /// `running` under a lease until now + `lease`, its attempt counted and recorded. Running
@@ -124,7 +125,7 @@ pub trait Transaction: Send {
 
     /// Stores a durable dispatch as part of this transaction (see
     /// [`TaskQueue::enqueue_dispatch`]).
-    async fn enqueue_dispatch(&mut self, dispatch: &DurableDispatch) -> Result<(), StoreError>;
+    async fn enqueue_dispatch(&mut self, dispatch: &DurableDispatch) -> Result<bool, StoreError>;
 
     /// Records that the event `external_id` from `source` was received: `true` the first
     /// time, `false` when it already was (concurrent transactions recording the same key wait

@@ -165,12 +165,15 @@ impl Store {
     }
 
     /// Stores a durable dispatch and its deliveries in one transaction (what sending a durable
-    /// signal does; see [`Context::send_robust`](crate::Context::send_robust)), and wakes this
-    /// process's workers.
-    pub async fn enqueue_dispatch(&self, dispatch: &DurableDispatch) -> Result<(), StoreError> {
-        self.backend.enqueue_dispatch(dispatch).await?;
-        self.notify_enqueued();
-        Ok(())
+    /// signal does; see [`Context::send_robust`](crate::Context::send_robust)), with its
+    /// intake key if it has one, and wakes this process's workers. `false`: the intake key was
+    /// recorded before, and nothing was stored.
+    pub async fn enqueue_dispatch(&self, dispatch: &DurableDispatch) -> Result<bool, StoreError> {
+        let stored = self.backend.enqueue_dispatch(dispatch).await?;
+        if stored {
+            self.notify_enqueued();
+        }
+        Ok(stored)
     }
 
     /// Begins a transaction, to record an incoming event and enqueue its work together.
@@ -415,10 +418,13 @@ impl StoreTx {
 
     /// Stores a durable dispatch and its deliveries as part of this transaction (what
     /// [`Context::send_in`](crate::Context::send_in) does).
-    pub async fn enqueue_dispatch(&mut self, dispatch: &DurableDispatch) -> Result<(), StoreError> {
-        self.tx.enqueue_dispatch(dispatch).await?;
-        self.enqueued = true;
-        Ok(())
+    pub async fn enqueue_dispatch(
+        &mut self,
+        dispatch: &DurableDispatch,
+    ) -> Result<bool, StoreError> {
+        let stored = self.tx.enqueue_dispatch(dispatch).await?;
+        self.enqueued |= stored;
+        Ok(stored)
     }
 
     /// Records that the event `external_id` from `source` (a webhook's event id, a message id)
