@@ -99,7 +99,10 @@ pub async fn observe(
         field::display(format_args!("{:.3}", took.as_secs_f64() * 1000.0)),
     );
     span.in_scope(|| {
-        if status.is_server_error() {
+        // A 503 says "send it again" (the database did not take the work, a handler did not
+        // make its work durable, the request timed out): its cause is logged where it happened,
+        // so the answer itself is not a second warning.
+        if status.is_server_error() && status != axum::http::StatusCode::SERVICE_UNAVAILABLE {
             warn!("request answered with a server error");
         } else {
             info!("request answered");
