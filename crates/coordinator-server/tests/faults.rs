@@ -63,9 +63,23 @@ max_backoff = "200ms"
 /// The payment webhook's signing secret in these tests.
 const WEBHOOK_SECRET: &str = "faults-webhook-secret-31e9";
 
-/// At most one load test runs at a time: the machine has two cores, and the measurements
-/// (answer times, the dispatch log's loss window) mean little while another test competes.
-static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// At most one load test runs at a time, across processes too (a test runner may run each test
+/// in a process of its own): the machine has two cores, and the measurements (answer times,
+/// the dispatch log's loss window) mean little while another test competes. Held until dropped.
+struct Heavy(#[allow(dead_code)] std::net::TcpListener);
+
+impl Heavy {
+    /// Listening on a fixed local port is the lock: one process at a time can, and the
+    /// operating system lets go of it when the holder exits, however it exits.
+    async fn lock() -> Heavy {
+        loop {
+            if let Ok(listener) = std::net::TcpListener::bind("127.0.0.1:18597") {
+                return Heavy(listener);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
 
 /// The environment of every server of these tests: the API token and the webhook secret.
 struct Env(Vec<(&'static str, String)>);
@@ -677,7 +691,7 @@ async fn sigkill_under_load_loses_no_accepted_order(url: &str, backend: &str) {
         "demo.notify_unreachable_crm",
         "demo.audit_with_bug",
     ];
-    let _heavy = HEAVY.lock().await;
+    let _heavy = Heavy::lock().await;
     let dir = TempDir::new();
     let config = dir.config(&config_with_orders(url, ORDERS_DURABLE, FAST_WORKER));
     let env = Env::new();
@@ -780,7 +794,7 @@ async fn postgres_connections_terminated_under_load_lose_no_accepted_order() {
     let Some(database) = PgDatabase::create().await else {
         return;
     };
-    let _heavy = HEAVY.lock().await;
+    let _heavy = Heavy::lock().await;
     let dir = TempDir::new();
     let config = dir.config(&config_with_orders(
         &database.url,
@@ -2100,7 +2114,7 @@ fn assert_loss_within_bound(loss: &LogLoss, backend: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_a_crash_loses_at_most_the_flush_interval_of_the_dispatch_log() {
-    let _heavy = HEAVY.lock().await;
+    let _heavy = Heavy::lock().await;
     let dir = TempDir::new();
     let loss = measure_dispatch_log_loss(&dir.sqlite_url(), "sqlite").await;
     assert_loss_within_bound(&loss, "sqlite");
@@ -2111,7 +2125,7 @@ async fn postgres_a_crash_loses_at_most_the_flush_interval_of_the_dispatch_log()
     let Some(database) = PgDatabase::create().await else {
         return;
     };
-    let _heavy = HEAVY.lock().await;
+    let _heavy = Heavy::lock().await;
     let loss = measure_dispatch_log_loss(&database.url, "postgres").await;
     database.drop_now().await;
     assert_loss_within_bound(&loss, "postgres");
