@@ -7,7 +7,7 @@ use coordinator::task::NewTask;
 use uuid::Uuid;
 
 use crate::conn::SqlConn;
-use crate::sql::{Arg, ms_to_db};
+use crate::sql::{Arg, Sql, ms_to_db};
 
 /// The name of an enqueue in errors.
 pub const ACTION: &str = "enqueue a task";
@@ -85,15 +85,15 @@ pub async fn insert_dispatch<C: SqlConn>(
     Ok(true)
 }
 
-/// One INSERT of `task` with `id`; 0 rows when a pending task holds its unique key.
-async fn insert_row<C: SqlConn>(conn: &mut C, id: Uuid, task: &NewTask) -> Result<u64, StoreError> {
-    let now = ms_to_db(now_ms());
-    let mut sql = conn.sql(
-        "INSERT INTO coordinator_tasks (id, task, queue, payload, state, attempts, \
-         max_attempts, run_at_ms, unique_key, origin_dispatch, created_at_ms, updated_at_ms) \
-         VALUES (",
-    );
-    sql.bind(Arg::Id(id))
+/// The start of an INSERT of tasks, before its rows ([`push_row`]).
+const INSERT_TASKS: &str = "INSERT INTO coordinator_tasks (id, task, queue, payload, state, \
+    attempts, max_attempts, run_at_ms, unique_key, origin_dispatch, created_at_ms, updated_at_ms) \
+    VALUES ";
+
+/// Appends the row `(…)` of `task` with `id`, queued now, to an INSERT of tasks.
+fn push_row(sql: &mut Sql, id: Uuid, task: &NewTask, now: i64) {
+    sql.push("(")
+        .bind(Arg::Id(id))
         .push(", ")
         .bind(Arg::Text(task.task.clone()))
         .push(", ")
@@ -112,7 +112,14 @@ async fn insert_row<C: SqlConn>(conn: &mut C, id: Uuid, task: &NewTask) -> Resul
         .bind(Arg::Int(now))
         .push(", ")
         .bind(Arg::Int(now))
-        .push(") ON CONFLICT DO NOTHING");
+        .push(")");
+}
+
+/// One INSERT of `task` with `id`; 0 rows when a pending task holds its unique key.
+async fn insert_row<C: SqlConn>(conn: &mut C, id: Uuid, task: &NewTask) -> Result<u64, StoreError> {
+    let mut sql = conn.sql(INSERT_TASKS);
+    push_row(&mut sql, id, task, ms_to_db(now_ms()));
+    sql.push(" ON CONFLICT DO NOTHING");
     conn.execute(ACTION, &sql).await
 }
 
@@ -183,33 +190,12 @@ pub async fn insert_dispatch_batch<C: SqlConn>(
         .flat_map(|d| d.deliveries.iter().map(|(id, t)| (*id, t)))
         .collect();
     for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let mut sql = conn.sql(
-            "INSERT INTO coordinator_tasks (id, task, queue, payload, state, attempts, \
-             max_attempts, run_at_ms, unique_key, origin_dispatch, created_at_ms, updated_at_ms) \
-             VALUES ",
-        );
+        let mut sql = conn.sql(INSERT_TASKS);
         for (i, (id, task)) in chunk.iter().enumerate() {
-            sql.push(if i == 0 { "(" } else { ", (" })
-                .bind(Arg::Id(*id))
-                .push(", ")
-                .bind(Arg::Text(task.task.clone()))
-                .push(", ")
-                .bind(Arg::Text(task.queue.clone()))
-                .push(", ")
-                .bind(Arg::Text(task.payload.clone()))
-                .push(", 'queued', 0, ")
-                .bind(Arg::Int(i64::from(task.max_attempts)))
-                .push(", ")
-                .bind(Arg::Int(ms_to_db(task.run_at_ms)))
-                .push(", ")
-                .bind(Arg::OptText(task.unique_key.clone()))
-                .push(", ")
-                .bind(Arg::OptId(task.origin_dispatch))
-                .push(", ")
-                .bind(Arg::Int(now))
-                .push(", ")
-                .bind(Arg::Int(now))
-                .push(")");
+            if i > 0 {
+                sql.push(", ");
+            }
+            push_row(&mut sql, *id, task, now);
         }
         let inserted = conn.execute(DISPATCH_ACTION, &sql.unprepared()).await?;
         if inserted != chunk.len() as u64 {
