@@ -14,3 +14,8 @@ fn main() -> ExitCode {
         .extensions(coordinator_server::bundled())
         .run()
 }
+
+/// mimalloc: per-thread heaps, where glibc's arenas made the server's threads wait on each
+/// other's allocations (a binary of your own may do the same).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -3,6 +3,7 @@
 use coordinator::dispatch_log::{
     DispatchPage, DispatchQuery, DispatchStatus, StoredDispatch, StoredHandlerRun,
 };
+use coordinator::id::id_floor_after;
 use coordinator::store::StoreError;
 use uuid::Uuid;
 
@@ -54,20 +55,23 @@ pub async fn get_dispatch<C: SqlConn>(
 
 /// Deletes the dispatches sent before `older_than_ms` (their runs first), on `conn` (in a
 /// transaction); returns how many dispatches.
+///
+/// A dispatch's age is read from its id, a UUIDv7 made with its `sent_at_ms` (one range of
+/// the primary key, with no index on the time to write on every dispatch).
 pub async fn purge_dispatches<C: SqlConn>(
     conn: &mut C,
     older_than_ms: u64,
 ) -> Result<u64, StoreError> {
     const ACTION: &str = "purge old dispatch reports";
-    let cutoff = Arg::Int(ms_to_db(older_than_ms));
-    let mut runs = conn.sql(
-        "DELETE FROM coordinator_dispatch_runs WHERE dispatch_id IN \
-         (SELECT id FROM coordinator_dispatches WHERE sent_at_ms < ",
-    );
-    runs.bind(cutoff.clone()).push(")");
+    let Some(last_ms) = older_than_ms.checked_sub(1) else {
+        return Ok(0);
+    };
+    let floor = Arg::Id(id_floor_after(last_ms));
+    let mut runs = conn.sql("DELETE FROM coordinator_dispatch_runs WHERE dispatch_id < ");
+    runs.bind(floor.clone());
     conn.execute(ACTION, &runs).await?;
-    let mut dispatches = conn.sql("DELETE FROM coordinator_dispatches WHERE sent_at_ms < ");
-    dispatches.bind(cutoff);
+    let mut dispatches = conn.sql("DELETE FROM coordinator_dispatches WHERE id < ");
+    dispatches.bind(floor);
     conn.execute(ACTION, &dispatches).await
 }
 
@@ -103,6 +107,11 @@ fn list_sql(dialect: Dialect, query: &DispatchQuery) -> (Sql, u32) {
     if let Some(since) = query.since_ms {
         sql.push(" AND d.sent_at_ms >= ")
             .bind(Arg::Int(ms_to_db(since)));
+        // The same bound on the id (a UUIDv7 of `sent_at_ms`): a range of the index read.
+        if let Some(before_since) = since.checked_sub(1) {
+            sql.push(&format!(" AND {id_column} >= "))
+                .bind(Arg::Id(id_floor_after(before_since)));
+        }
     }
     if let Some(before) = query.before {
         sql.push(&format!(" AND {id_column} < "))
@@ -215,7 +224,14 @@ mod tests {
         };
         let (sql, limit) = list_sql(Dialect::Postgres, &q);
         assert_eq!(limit, 10);
-        assert_eq!(sql.args.len(), 5);
+        // The time bound twice: on `sent_at_ms`, and on the id for the index's range.
+        assert_eq!(sql.args.len(), 6);
+        assert!(
+            sql.text
+                .contains("d.sent_at_ms >= $3 AND r.dispatch_id >= $4"),
+            "{}",
+            sql.text
+        );
         assert!(sql.text.contains("r.handler = $1"), "{}", sql.text);
         assert!(
             sql.text.contains("r.status NOT IN ('ok', 'queued')"),
@@ -223,7 +239,7 @@ mod tests {
             sql.text
         );
         assert!(
-            sql.text.ends_with("ORDER BY r.dispatch_id DESC LIMIT $5"),
+            sql.text.ends_with("ORDER BY r.dispatch_id DESC LIMIT $6"),
             "{}",
             sql.text
         );

@@ -208,4 +208,38 @@ mod tests {
             );
         }
     }
+
+    /// The queries that replaced the dropped indexes (migration `coordinator/5`) read a range
+    /// of a primary key, not the whole table: the purge of old dispatches and a `since` listing.
+    #[tokio::test]
+    async fn dispatches_by_time_are_found_by_their_ids_without_a_scan() {
+        use sqlx::{Connection, Row};
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/c.db", dir.path().display());
+        let store = connect(&url, 1).await.unwrap();
+        store.migrate(&[]).await.unwrap();
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let id = "01a22949-1bc7-7000-949e-12625a75accd";
+        for sql in [
+            format!("DELETE FROM coordinator_dispatch_runs WHERE dispatch_id < '{id}'"),
+            format!("DELETE FROM coordinator_dispatches WHERE id < '{id}'"),
+            format!(
+                "SELECT d.id FROM coordinator_dispatches d WHERE 1 = 1 AND d.sent_at_ms >= 5 \
+                 AND d.id >= '{id}' ORDER BY d.id DESC LIMIT 50"
+            ),
+        ] {
+            let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get::<String, _>("detail"))
+                .collect();
+            assert!(
+                plan.iter().all(|step| !step.starts_with("SCAN")),
+                "{sql}: {plan:?}"
+            );
+        }
+        store.close().await;
+    }
 }

@@ -121,6 +121,7 @@ async fn migrations_apply_once_and_are_idempotent(db: &TestDb) {
             "coordinator/2",
             "coordinator/3",
             "coordinator/4",
+            "coordinator/5",
             "demo/1"
         ]
     );
@@ -137,6 +138,7 @@ async fn migrations_apply_once_and_are_idempotent(db: &TestDb) {
             "coordinator/2",
             "coordinator/3",
             "coordinator/4",
+            "coordinator/5",
             "demo/1"
         ]
     );
@@ -182,6 +184,7 @@ async fn extension_migrations_run_after_the_frameworks(db: &TestDb) {
             "coordinator/2",
             "coordinator/3",
             "coordinator/4",
+            "coordinator/5",
             "demo/1",
             "demo/2",
             "other/1"
@@ -283,8 +286,8 @@ async fn concurrent_migrations_apply_each_version_once(db: &TestDb) {
     );
     let total = ra.unwrap().len() + rb.unwrap().len() + rc.unwrap().len();
     assert_eq!(
-        total, 6,
-        "coordinator/1 to 4, demo/1 and demo/2, each applied once"
+        total, 7,
+        "coordinator/1 to 5, demo/1 and demo/2, each applied once"
     );
     assert!(
         db.store
