@@ -18,6 +18,10 @@
 //! | `coordinator_task_attempts_total` | task, status | task attempts this process recorded |
 //! | `coordinator_task_duration_seconds` | task, status | how long those attempts ran |
 //! | `coordinator_tasks_dead_total` | task, queue | tasks this process found dead |
+//! | `coordinator_external_calls_total` | service, outcome | calls to external services by outcome |
+//! | `coordinator_external_call_duration_seconds` | service | how long those calls took |
+//! | `coordinator_external_breaker_state` | service | 0 closed, 1 open, 2 half-open (probing) |
+//! | `coordinator_external_breaker_opened_total` | service | times the service's breaker opened |
 //!
 //! `route` is the route template (`/api/v1/dispatches/{id}`) or `unmatched`, so that the number
 //! of series stays bounded whatever clients ask for. A task attempt's `status` is what its
@@ -201,6 +205,7 @@ impl Metrics {
         );
         let queue_depth = Arc::new(QueueDepth::default());
         registry.register_collector(Box::new(QueueDepthCollector(Arc::clone(&queue_depth))));
+        registry.register_collector(Box::new(ExternalCallsCollector));
         Self {
             registry,
             dispatches,
@@ -457,6 +462,109 @@ impl Collector for DispatchLogCollector {
     }
 }
 
+/// Reads the external services' call statistics and breakers at each scrape
+/// ([`coordinator_client::services`]).
+#[derive(Debug)]
+struct ExternalCallsCollector;
+
+/// A histogram read from counters kept elsewhere.
+#[derive(Debug)]
+struct ConstHistogram {
+    sum: f64,
+    count: u64,
+    /// Upper bounds and cumulative counts.
+    buckets: Vec<(f64, u64)>,
+}
+
+impl EncodeMetric for ConstHistogram {
+    fn encode(&self, mut encoder: prometheus_client::encoding::MetricEncoder) -> std::fmt::Result {
+        encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            self.sum,
+            self.count,
+            &self.buckets,
+            None,
+        )
+    }
+
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        prometheus_client::metrics::MetricType::Histogram
+    }
+}
+
+impl Collector for ExternalCallsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use coordinator_client::{BreakerState, LATENCY_BUCKETS, Outcome};
+        let services = coordinator_client::services();
+        if services.is_empty() {
+            return Ok(());
+        }
+        let mut calls = encoder.encode_descriptor(
+            "external_calls",
+            "Calls to external services, by service and outcome (success, rejected, \
+             server_error, timeout, connection, short_circuited: not made, its breaker open; \
+             undecodable)",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for s in &services {
+            for outcome in Outcome::ALL {
+                let labels = [("service", s.service), ("outcome", outcome.as_str())];
+                ConstCounter::new(s.count(outcome)).encode(calls.encode_family(&labels)?)?;
+            }
+        }
+        let mut durations = encoder.encode_descriptor(
+            "external_call_duration_seconds",
+            "How long calls to external services took (answered or timed out), by service",
+            None,
+            prometheus_client::metrics::MetricType::Histogram,
+        )?;
+        for s in &services {
+            let mut cumulative = 0;
+            let mut buckets: Vec<(f64, u64)> = LATENCY_BUCKETS
+                .iter()
+                .zip(&s.latency_buckets)
+                .map(|(bound, n)| {
+                    cumulative += n;
+                    (*bound, cumulative)
+                })
+                .collect();
+            let count = s.latency_buckets.iter().sum();
+            buckets.push((f64::INFINITY, count));
+            let histogram = ConstHistogram {
+                sum: s.latency_sum.as_secs_f64(),
+                count,
+                buckets,
+            };
+            histogram.encode(durations.encode_family(&[("service", s.service)])?)?;
+        }
+        let mut state = encoder.encode_descriptor(
+            "external_breaker_state",
+            "Each external service's circuit breaker: 0 closed, 1 open, 2 half-open (one probe)",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for s in &services {
+            let value = match s.breaker {
+                BreakerState::Closed => 0,
+                BreakerState::Open => 1,
+                BreakerState::HalfOpen => 2,
+            };
+            ConstGauge::new(value).encode(state.encode_family(&[("service", s.service)])?)?;
+        }
+        let mut opened = encoder.encode_descriptor(
+            "external_breaker_opened",
+            "Times each external service's circuit breaker opened",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for s in &services {
+            ConstCounter::new(s.breaker_opened_total)
+                .encode(opened.encode_family(&[("service", s.service)])?)?;
+        }
+        Ok(())
+    }
+}
+
 pub(super) fn router() -> Router<AppState> {
     Router::new().route("/metrics", get(metrics))
 }
@@ -604,5 +712,37 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("coordinator_task_queue_depth{"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn external_calls_and_breakers_are_in_the_metrics() {
+        use coordinator::testing::{FakeService, Reply};
+        use coordinator_client::{BreakerConfig, Call, ServiceClient, ServiceConfig};
+        let fake = FakeService::start().await;
+        fake.on("GET", "/up").reply(Reply::status(200));
+        fake.on("GET", "/down").reply(Reply::status(503));
+        let client = ServiceClient::new(
+            ServiceConfig::new("metrics-test-service", fake.url()).breaker(BreakerConfig {
+                failures: 2,
+                cool_down: std::time::Duration::from_secs(60),
+            }),
+        )
+        .unwrap();
+        client.send(Call::get("/up")).await.unwrap();
+        for _ in 0..3 {
+            client.send(Call::get("/down")).await.unwrap_err();
+        }
+        let text = super::Metrics::new(None).render().unwrap();
+        for line in [
+            "coordinator_external_calls_total{service=\"metrics-test-service\",outcome=\"success\"} 1",
+            "coordinator_external_calls_total{service=\"metrics-test-service\",outcome=\"server_error\"} 2",
+            "coordinator_external_calls_total{service=\"metrics-test-service\",outcome=\"short_circuited\"} 1",
+            "coordinator_external_call_duration_seconds_count{service=\"metrics-test-service\"} 3",
+            "coordinator_external_call_duration_seconds_bucket{le=\"+Inf\",service=\"metrics-test-service\"} 3",
+            "coordinator_external_breaker_state{service=\"metrics-test-service\"} 1",
+            "coordinator_external_breaker_opened_total{service=\"metrics-test-service\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
     }
 }

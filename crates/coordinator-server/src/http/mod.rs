@@ -15,6 +15,7 @@
 //! | `/api/v1/catalog` | the catalog | API |
 //! | `/api/v1/dispatches`, `/api/v1/dispatches/{id}` | the dispatch log | API |
 //! | `/api/v1/tasks`, `/api/v1/tasks/{id}`, `.../retry`, `.../cancel` | the task queue | API |
+//! | `/api/v1/services` | external services: circuit breakers and call counts | API |
 //! | `/api/<extension>/...` | extension routes | per route |
 
 pub mod auth;
@@ -25,6 +26,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 mod paging;
+mod services;
 mod tasks;
 pub mod time;
 
@@ -100,6 +102,7 @@ pub fn router(state: AppState) -> Router {
     let api_v1 = Router::new()
         .merge(dispatches::router())
         .merge(tasks::router())
+        .merge(services::router())
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state.auth),
             auth::require_credentials,

@@ -317,6 +317,20 @@ pub fn document(coordinator: &Coordinator) -> Value {
             }
         }}),
     );
+    let services = schemas.of::<super::services::Services>();
+    paths.insert(
+        "/api/v1/services".into(),
+        json!({ "get": {
+            "operationId": "list_services",
+            "summary": "The external services this process calls: each circuit breaker's state and the calls by outcome.",
+            "tags": ["operations"],
+            "security": secured,
+            "responses": {
+                "200": { "description": "Every service a client was made for", "content": json_content(services) },
+                "401": unauthorized, "403": forbidden
+            }
+        }}),
+    );
     let list_parameters: Vec<Value> = LIST_PARAMETERS
         .iter()
         .map(|(name, description, schema)| query_parameter(name, description, schema))
@@ -604,6 +618,7 @@ mod tests {
             "/metrics",
             "/api/openapi.json",
             "/api/v1/catalog",
+            "/api/v1/services",
             "/api/v1/dispatches",
             "/api/v1/dispatches/{id}",
             "/api/v1/tasks",

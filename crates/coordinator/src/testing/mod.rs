@@ -32,6 +32,19 @@
 //! assert_eq!(t.seen::<Pinged>("testing.saw_ping")[0].n, 3);
 //! # });
 //! ```
+//!
+//! Other companies' services are faked locally: a [`FakeService`] answers scripted HTTP replies
+//! and records the requests, and [`mint_hs256`] and [`edx_claims`] make the JWTs that the LMS
+//! would issue.
+
+mod fake_service;
+mod jwt;
+
+pub use fake_service::{FakeService, RecordedRequest, Reply, Script};
+pub use jwt::{
+    EDX_HEADER_PAYLOAD_COOKIE, EDX_SIGNATURE_COOKIE, EdxClaims, edx_claims, edx_cookie_header,
+    mint_hs256, split_cookie,
+};
 
 use std::any::Any;
 use std::sync::{Arc, Mutex, PoisonError};
