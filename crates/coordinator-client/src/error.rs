@@ -3,7 +3,7 @@
 //! | error | what happens to the task that made the call |
 //! | --- | --- |
 //! | [`CallError::Transient`] (timeout, connection, 5xx, 429) | retried by its policy, after the service's `Retry-After` when it gave one |
-//! | [`CallError::Open`] (the service's breaker is open) | retried once the cool-down ends |
+//! | [`CallError::Open`] (the service's breaker is open) | postponed to the end of the cool-down, the attempt not counted |
 //! | [`CallError::Rejected`] (another 4xx) | dead at once, with the service's own message |
 //! | [`CallError::Decode`] (a body that is not what was expected) | dead at once, naming the field |
 //! | [`CallError::Request`] (a call that cannot be built) | dead at once |
@@ -157,12 +157,17 @@ impl CallError {
 
 impl CallError {
     /// What the task that made the call should do: transient failures are retried (after the
-    /// service's `Retry-After`, or the breaker's cool-down); refusals, undecodable answers and
+    /// service's `Retry-After` when it gave one), a call not made because the breaker is open
+    /// is postponed to the end of the cool-down without counting the attempt; refusals, undecodable answers and
     /// unbuildable requests are permanent (the task is dead at once).
     ///
     /// `?` alone would make every error a retry (`TaskError` converts any error so); use
     /// [`ForTask::for_task`] on a call's result instead.
     pub fn into_task_error(self) -> TaskError {
+        if let CallError::Open { retry_in, .. } = self {
+            // Not called at all: the task waits for the cool-down without spending an attempt.
+            return TaskError::postpone(retry_in, self);
+        }
         if self.is_transient() {
             match self.retry_after() {
                 Some(after) => TaskError::retry_after(after, self),
@@ -227,7 +232,7 @@ mod tests {
             retry_in: Duration::from_secs(3),
         };
         assert!(
-            matches!(open.into_task_error(), TaskError::RetryAfter(d, _) if d == Duration::from_secs(3))
+            matches!(open.into_task_error(), TaskError::Postpone(d, _) if d == Duration::from_secs(3))
         );
         let refused = CallError::Rejected {
             service: "lms",

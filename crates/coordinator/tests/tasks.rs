@@ -810,6 +810,14 @@ static COMES_BACK_LATER: Task<Job> = Task::new("shop.comes_back_later", "Says wh
         Duration::from_secs(3600),
     ));
 
+static WAITS_OUT: Task<Job> = Task::new("shop.waits_out", "Waits for a service to come back.")
+    // One attempt only: postponing must not spend it.
+    .retry(RetryPolicy::exponential(
+        1,
+        Duration::from_millis(10),
+        Duration::from_millis(10),
+    ));
+
 fn workshop(store: &Store, runs: Runs) -> Coordinator {
     build(
         store,
@@ -831,6 +839,21 @@ fn workshop(store: &Store, runs: Runs) -> Coordinator {
                 Err::<(), _>(TaskError::abort(HandlerError::msg(
                     "the course run is gone",
                 )))
+            });
+            let r = runs.clone();
+            ext.task(&WAITS_OUT, move |_: TaskContext, job: Job| {
+                r.ran(job.n);
+                let postpone = r.count(job.n) <= 3;
+                async move {
+                    if postpone {
+                        Err(TaskError::postpone(
+                            Duration::from_millis(50),
+                            HandlerError::msg("the LMS's circuit breaker is open"),
+                        ))
+                    } else {
+                        Ok(())
+                    }
+                }
             });
             ext.task(&COMES_BACK_LATER, |ctx: TaskContext, _: Job| async move {
                 if ctx.attempt() == 1 {
@@ -930,6 +953,38 @@ async fn retry_after_is_honoured_and_abort_is_final(db: &TestDb) {
     worker.stop().await;
     assert_eq!(statuses(&done), [AttemptStatus::Error, AttemptStatus::Ok]);
     assert!(done.history[1].started_at_ms >= retrying.run_at_ms);
+}
+
+async fn a_postponed_task_spends_no_attempt(db: &TestDb) {
+    let store = db.migrated().await;
+    let runs = Runs::default();
+    let coordinator = workshop(store, runs.clone());
+    let id = coordinator
+        .context("shop")
+        .enqueue(&WAITS_OUT, Job { n: 7 })
+        .await
+        .unwrap();
+    let worker = start(Worker::new(coordinator, worker_config()));
+    let done = wait_for_state(store, id, TaskState::Succeeded, Duration::from_secs(10)).await;
+    worker.stop().await;
+    assert_eq!(runs.count(7), 4, "postponed three times, then run");
+    assert_eq!(
+        done.attempts, 1,
+        "of 1 allowed: the postponements were not counted"
+    );
+    assert_eq!(
+        statuses(&done),
+        [
+            AttemptStatus::Released,
+            AttemptStatus::Released,
+            AttemptStatus::Released,
+            AttemptStatus::Ok
+        ]
+    );
+    assert_eq!(
+        done.history[0].error_chain,
+        ["the LMS's circuit breaker is open"]
+    );
 }
 
 static SLOW: Task<Job> = Task::new("shop.slow", "Takes a minute.");
@@ -1364,6 +1419,7 @@ on_each_backend!(
     one_intake_key_in_three_concurrent_transactions_enqueues_once,
     a_failing_task_dies_after_its_attempts_while_others_flow,
     retry_after_is_honoured_and_abort_is_final,
+    a_postponed_task_spends_no_attempt,
     graceful_shutdown_releases_unfinished_tasks,
     prefetched_tasks_wait_for_a_slot_and_are_given_back_on_shutdown,
     finished_tasks_and_old_inbox_entries_are_purged_and_pending_or_dead_ones_kept,

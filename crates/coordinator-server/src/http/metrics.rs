@@ -25,7 +25,8 @@
 //!
 //! `route` is the route template (`/api/v1/dispatches/{id}`) or `unmatched`, so that the number
 //! of series stays bounded whatever clients ask for. A task attempt's `status` is what its
-//! worker recorded: `succeeded`, `retrying`, `dead`, `released` (given back at shutdown) or
+//! worker recorded: `succeeded`, `retrying`, `dead`, `postponed` (not run: `TaskError::Postpone`,
+//! not counted), `released` (given back at shutdown) or
 //! `lost` (its outcome was discarded: the task was cancelled or another worker took it over).
 //! The queue depth covers every task in the store (all processes'), the task counters only the
 //! attempts of this process's worker.
@@ -355,6 +356,7 @@ fn task_status_label(status: &str) -> &'static str {
         "retrying" => "retrying",
         "dead" => "dead",
         "released" => "released",
+        "postponed" => "postponed",
         "lost" => "lost",
         _ => "other",
     }

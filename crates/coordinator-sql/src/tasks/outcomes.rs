@@ -210,9 +210,12 @@ fn outcome_sql(
         } => {
             let chain = serde_json::to_string(chain).unwrap_or_else(|_| "[]".to_owned());
             task.push(", state = 'retrying', run_at_ms = ")
-                .bind(Arg::Int(ms_to_db(*at_ms)))
-                .push(", last_error = ")
-                .bind(Arg::Text(chain.clone()));
+                .bind(Arg::Int(ms_to_db(*at_ms)));
+            // Postponed (`TaskError::Postpone`): given back, not counted as an attempt.
+            if *status == AttemptStatus::Released {
+                task.push(", attempts = attempts - 1");
+            }
+            task.push(", last_error = ").bind(Arg::Text(chain.clone()));
             (*status, Some(chain))
         }
         TaskOutcome::Dead { status, chain } => {

@@ -210,6 +210,10 @@ pub enum TaskError {
     RetryAfter(Duration, HandlerError),
     /// Permanent (the request is invalid, the resource is gone): no more attempts, the task is dead.
     Abort(HandlerError),
+    /// Not run: something it needs is known to be unavailable (an external service's circuit
+    /// breaker is open). Run again after the wait, and this attempt is not counted: a task
+    /// waits out an outage instead of spending its attempts on it.
+    Postpone(Duration, HandlerError),
 }
 
 impl TaskError {
@@ -223,10 +227,18 @@ impl TaskError {
         Self::RetryAfter(after, error.into())
     }
 
+    /// Not run now: run again after `after`, without counting this attempt.
+    pub fn postpone(after: Duration, error: impl Into<HandlerError>) -> Self {
+        Self::Postpone(after, error.into())
+    }
+
     /// The error behind the decision.
     pub fn error(&self) -> &HandlerError {
         match self {
-            TaskError::Retry(e) | TaskError::RetryAfter(_, e) | TaskError::Abort(e) => e,
+            TaskError::Retry(e)
+            | TaskError::RetryAfter(_, e)
+            | TaskError::Abort(e)
+            | TaskError::Postpone(_, e) => e,
         }
     }
 }
@@ -249,6 +261,7 @@ impl fmt::Debug for TaskError {
             TaskError::Retry(e) => write!(f, "Retry({e:?})"),
             TaskError::RetryAfter(d, e) => write!(f, "RetryAfter({d:?}, {e:?})"),
             TaskError::Abort(e) => write!(f, "Abort({e:?})"),
+            TaskError::Postpone(d, e) => write!(f, "Postpone({d:?}, {e:?})"),
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{Span, debug, debug_span, error, field, warn};
+use tracing::{Span, debug, debug_span, error, field, info, warn};
 
 use crate::config::ConfigDuration;
 use crate::context::{Context, Runtime};
@@ -68,6 +68,12 @@ pub(crate) async fn run_attempt(runtime: &Arc<Runtime>, claimed: &ClaimedTask) -
         Guarded::Finished(Ok(Err(TaskError::RetryAfter(after, e)))) => {
             retry(AttemptStatus::Error, e.chain(), Some(after))
         }
+        // Not counted (released), whatever attempt this was.
+        Guarded::Finished(Ok(Err(TaskError::Postpone(after, e)))) => TaskOutcome::Retry {
+            at_ms: now_ms().saturating_add(u64::try_from(after.as_millis()).unwrap_or(u64::MAX)),
+            status: AttemptStatus::Released,
+            chain: e.chain(),
+        },
         Guarded::Finished(Ok(Err(TaskError::Abort(e)))) => TaskOutcome::Dead {
             status: AttemptStatus::Error,
             chain: e.chain(),
@@ -137,6 +143,17 @@ pub(crate) fn log_recorded(
         TaskOutcome::Succeeded(result) => {
             debug!(task = name, task_id = %id, attempt, duration_us, result = result.as_deref(),
                 "task succeeded");
+        }
+        TaskOutcome::Retry {
+            at_ms,
+            status: AttemptStatus::Released,
+            chain,
+        } => {
+            let retry_in_ms = at_ms.saturating_sub(now_ms());
+            info!(task = name, task_id = %id, attempt, duration_us, retry_in_ms,
+                reason = %chain.join(": "),
+                "task postponed; this attempt is not counted");
+            return "postponed";
         }
         TaskOutcome::Retry {
             at_ms,

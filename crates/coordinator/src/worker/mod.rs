@@ -12,6 +12,7 @@
 //! | returned `Ok` | `succeeded`, with its summary |
 //! | [`TaskError::Retry`], a panic, a timeout | `retrying` after the policy's backoff, or `dead` when no attempt is left |
 //! | [`TaskError::RetryAfter`] | `retrying` after the given wait (still bounded by the attempts) |
+//! | [`TaskError::Postpone`] | `retrying` after the given wait, the attempt `released` and not counted |
 //! | [`TaskError::Abort`], a payload that no longer reads, a task this binary does not know | `dead` at once |
 //!
 //! When the store is unreachable the worker logs a WARN and backs off (up to 5 s); the outcomes
