@@ -46,6 +46,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "extension",
             "http/json",
             "http/problem",
+            "http/caller",
         ],
     ),
     (

@@ -1,10 +1,22 @@
-//! Who may call `/api/v1/*` and the extension routes that require API credentials.
+//! Who may call `/api/v1/*` and the extension routes that require credentials, and who the
+//! caller is ([`Caller`], put in the request for the route's handler).
 //!
-//! A caller sends `Authorization: Bearer <token>`, where the token is one of the static
-//! `[auth] api_tokens` (compared in constant time) or a JSON Web Token verified with
-//! `[auth.jwt]` (HS256 with a shared secret, or RS256 with a public key; `exp` required, `iss`
-//! and `aud` checked when configured, `leeway` tolerated, `required_scope` enforced). Every
-//! refusal says what is wrong (401, or 403 for a missing scope) and never repeats the token.
+//! A caller sends `Authorization: Bearer <token>` (or edX's `Authorization: JWT <token>`), where
+//! the token is one of the static `[auth] api_tokens` (compared in constant time) or a JSON Web
+//! Token verified with `[auth.jwt]` (HS256 with a shared secret, or RS256 with a public key;
+//! `exp` required, `iss` and `aud` checked when configured, `leeway` tolerated,
+//! `required_scope` enforced). Learner routes also take edX's split JWT cookie
+//! (`edx-jwt-cookie-header-payload` + `edx-jwt-cookie-signature`). The JWT's edX claims make
+//! the [`Caller`]: `sub`, `user_id` (the LMS user id), `preferred_username`, `email`,
+//! `administrator`, and the scopes (`scope`, `scp` or `scopes`).
+//!
+//! | route access | accepts | refuses with 403 |
+//! | --- | --- | --- |
+//! | API (the default, `/api/v1/*`) | an API token or a JWT | a JWT without the required scope |
+//! | administrator | an API token, or a JWT with `administrator: true` | other JWTs |
+//! | learner | a JWT naming an LMS user, in the header or the cookie | API tokens, JWTs without `user_id` |
+//!
+//! Every refusal says what is wrong (401, or 403) and never repeats the token.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -14,6 +26,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use coordinator::config::Secret;
+use coordinator::http::{Access, Caller, CallerKind};
+use coordinator::payload::Personal;
 
 use crate::settings::AuthConfig;
 use jsonwebtoken::errors::ErrorKind;
@@ -47,17 +61,11 @@ struct JwtVerifier {
     required_scope: Option<String>,
 }
 
-/// Who made a request, once authenticated (in the request's extensions).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Principal {
-    /// A static API token (which one is not recorded).
-    ApiToken,
-    /// A JWT, with its `sub` claim if it has one.
-    Jwt {
-        /// The `sub` claim.
-        subject: Option<String>,
-    },
-}
+/// The cookie holding an edX JWT's header and payload (`header.payload`).
+pub const EDX_HEADER_PAYLOAD_COOKIE: &str = "edx-jwt-cookie-header-payload";
+
+/// The cookie holding an edX JWT's signature.
+pub const EDX_SIGNATURE_COOKIE: &str = "edx-jwt-cookie-signature";
 
 /// Why a request was refused. Messages never contain the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,10 +81,16 @@ pub enum AuthError {
     /// The request has no `Authorization` header.
     #[error("no Authorization header; send `Authorization: Bearer <token>`")]
     MissingHeader,
+    /// A learner route got neither an `Authorization` header nor edX's JWT cookies.
+    #[error(
+        "no credentials: send `Authorization: JWT <token>` (or Bearer), or the learner's edX \
+         JWT cookies (edx-jwt-cookie-header-payload and edx-jwt-cookie-signature)"
+    )]
+    MissingLearnerCredentials,
     /// The `Authorization` header is not `Bearer <token>`.
     #[error(
         "the Authorization header is not a Bearer token; send `Authorization: Bearer <token>` \
-         (an API token or a JWT)"
+         (an API token or a JWT) or `Authorization: JWT <token>`"
     )]
     NotBearer,
     /// The token is neither a configured API token nor (when JWTs are configured) a JWT.
@@ -138,6 +152,15 @@ pub enum AuthError {
     /// The token looks like a JWT but cannot be decoded.
     #[error("the token is not a valid JWT ({0})")]
     Malformed(String),
+    /// The route requires an administrator and the caller is not one.
+    #[error(
+        "this route requires an administrator: the JWT's administrator claim is not true; call \
+         with a staff user's token or a configured API token"
+    )]
+    NotAdministrator,
+    /// The route requires a learner and the credentials name none.
+    #[error("this route is for learners: {0}; call with the learner's JWT (header or edX cookies)")]
+    NotALearner(&'static str),
     /// The JWT is valid but does not grant the required scope.
     #[error(
         "the token does not grant the scope \"{0}\" that this API requires (in its scope or scp \
@@ -147,10 +170,12 @@ pub enum AuthError {
 }
 
 impl AuthError {
-    /// 403 for a missing scope, 401 otherwise.
+    /// 403 for valid credentials that do not grant this route, 401 otherwise.
     pub fn status(&self) -> StatusCode {
         match self {
-            AuthError::MissingScope(_) => StatusCode::FORBIDDEN,
+            AuthError::MissingScope(_)
+            | AuthError::NotAdministrator
+            | AuthError::NotALearner(_) => StatusCode::FORBIDDEN,
             _ => StatusCode::UNAUTHORIZED,
         }
     }
@@ -158,8 +183,12 @@ impl AuthError {
     /// The `WWW-Authenticate` challenge (RFC 6750).
     pub fn www_authenticate(&self) -> String {
         match self {
-            AuthError::NotConfigured | AuthError::MissingHeader | AuthError::NotBearer => {
-                "Bearer realm=\"coordinator\"".to_owned()
+            AuthError::NotConfigured
+            | AuthError::MissingHeader
+            | AuthError::MissingLearnerCredentials
+            | AuthError::NotBearer => "Bearer realm=\"coordinator\"".to_owned(),
+            AuthError::NotAdministrator | AuthError::NotALearner(_) => {
+                "Bearer realm=\"coordinator\", error=\"insufficient_scope\"".to_owned()
             }
             AuthError::MissingScope(scope) => format!(
                 "Bearer realm=\"coordinator\", error=\"insufficient_scope\", scope=\"{scope}\""
@@ -170,11 +199,21 @@ impl AuthError {
 }
 
 /// The claims the server reads itself; `exp`, `nbf`, `iss` and `aud` are checked by the decoder.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 struct Claims {
     sub: Option<String>,
     scope: Option<String>,
     scp: Option<Scopes>,
+    /// edX: the scopes as a list.
+    scopes: Option<Vec<String>>,
+    /// edX: the LMS user id (a number, sometimes sent as text).
+    user_id: Option<serde_json::Value>,
+    /// edX: the LMS username.
+    preferred_username: Option<String>,
+    /// edX: the email (personal data).
+    email: Option<String>,
+    /// edX: whether the user is staff.
+    administrator: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,17 +224,44 @@ enum Scopes {
 }
 
 impl Claims {
+    /// Every scope granted, from `scope`, `scp` and `scopes`.
+    fn all_scopes(&self) -> Vec<String> {
+        let mut all: Vec<String> = Vec::new();
+        if let Some(s) = &self.scope {
+            all.extend(s.split_whitespace().map(str::to_owned));
+        }
+        match &self.scp {
+            Some(Scopes::One(s)) => all.extend(s.split_whitespace().map(str::to_owned)),
+            Some(Scopes::Many(list)) => all.extend(list.iter().cloned()),
+            None => {}
+        }
+        if let Some(list) = &self.scopes {
+            all.extend(list.iter().cloned());
+        }
+        all.dedup();
+        all
+    }
+
     fn grants(&self, scope: &str) -> bool {
-        let in_scope = self
-            .scope
-            .as_deref()
-            .is_some_and(|s| s.split_whitespace().any(|s| s == scope));
-        let in_scp = match &self.scp {
-            Some(Scopes::One(s)) => s.split_whitespace().any(|s| s == scope),
-            Some(Scopes::Many(list)) => list.iter().any(|s| s == scope),
-            None => false,
+        self.all_scopes().iter().any(|s| s == scope)
+    }
+
+    /// The caller these claims describe.
+    fn into_caller(self, kind: CallerKind) -> Caller {
+        let lms_user_id = match &self.user_id {
+            Some(serde_json::Value::Number(n)) => n.as_u64(),
+            Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
+            _ => None,
         };
-        in_scope || in_scp
+        Caller {
+            kind,
+            scopes: self.all_scopes(),
+            subject: self.sub,
+            lms_user_id,
+            username: self.preferred_username,
+            email: self.email.map(Personal::new),
+            administrator: self.administrator.unwrap_or(false),
+        }
     }
 }
 
@@ -267,37 +333,85 @@ impl Auth {
         !self.api_tokens.is_empty() || self.jwt.is_some()
     }
 
-    /// Checks the request's `Authorization` header.
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthError> {
+    /// Checks the request's credentials for a route of `access`: the caller, or why not.
+    pub fn authenticate(&self, headers: &HeaderMap, access: Access) -> Result<Caller, AuthError> {
         if !self.is_configured() {
             return Err(AuthError::NotConfigured);
         }
-        let value = headers
-            .get(header::AUTHORIZATION)
-            .ok_or(AuthError::MissingHeader)?;
-        let value = value.to_str().map_err(|_| AuthError::NotBearer)?;
-        let token = match value.split_once(' ') {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-            _ => return Err(AuthError::NotBearer),
+        let caller = match headers.get(header::AUTHORIZATION) {
+            Some(value) => {
+                let value = value.to_str().map_err(|_| AuthError::NotBearer)?;
+                let token = match value.split_once(' ') {
+                    Some((scheme, token))
+                        if scheme.eq_ignore_ascii_case("bearer")
+                            || scheme.eq_ignore_ascii_case("jwt") =>
+                    {
+                        token.trim()
+                    }
+                    _ => return Err(AuthError::NotBearer),
+                };
+                if token.is_empty() {
+                    return Err(AuthError::NotBearer);
+                }
+                self.token(token)?
+            }
+            None if access == Access::Learner => match edx_cookie_token(headers) {
+                Some(token) => match &self.jwt {
+                    Some(jwt) => jwt.verify(&token, CallerKind::JwtCookie)?,
+                    None => return Err(AuthError::UnknownToken { jwt_hint: "" }),
+                },
+                None => return Err(AuthError::MissingLearnerCredentials),
+            },
+            None => return Err(AuthError::MissingHeader),
         };
-        if token.is_empty() {
-            return Err(AuthError::NotBearer);
+        match access {
+            Access::Administrator if !caller.administrator => Err(AuthError::NotAdministrator),
+            Access::Learner if caller.kind == CallerKind::ApiToken => {
+                Err(AuthError::NotALearner("an API token names no learner"))
+            }
+            Access::Learner if caller.lms_user_id.is_none() => Err(AuthError::NotALearner(
+                "the JWT has no user_id claim (the LMS user id)",
+            )),
+            _ => Ok(caller),
         }
+    }
+
+    /// An API token or a JWT from the `Authorization` header.
+    fn token(&self, token: &str) -> Result<Caller, AuthError> {
         // Every token is compared, whatever matches, so that timing tells nothing.
         let known = self.api_tokens.iter().fold(false, |found, t| {
             found | constant_time_eq(t.expose(), token)
         });
         if known {
-            return Ok(Principal::ApiToken);
+            return Ok(Caller::service());
         }
         match &self.jwt {
-            Some(jwt) if token.split('.').count() == 3 => jwt.verify(token),
+            Some(jwt) if token.split('.').count() == 3 => jwt.verify(token, CallerKind::Jwt),
             Some(_) => Err(AuthError::UnknownToken {
                 jwt_hint: ", nor a JWT",
             }),
             None => Err(AuthError::UnknownToken { jwt_hint: "" }),
         }
     }
+}
+
+/// The JWT of edX's split cookie (`header.payload` + `.` + signature), when both halves are
+/// sent.
+fn edx_cookie_token(headers: &HeaderMap) -> Option<String> {
+    let (mut header_payload, mut signature) = (None, None);
+    for value in headers.get_all(header::COOKIE) {
+        let Ok(value) = value.to_str() else { continue };
+        for pair in value.split(';') {
+            if let Some((name, v)) = pair.trim().split_once('=') {
+                match name.trim() {
+                    EDX_HEADER_PAYLOAD_COOKIE => header_payload = Some(v.trim().to_owned()),
+                    EDX_SIGNATURE_COOKIE => signature = Some(v.trim().to_owned()),
+                    _ => {}
+                }
+            }
+        }
+    }
+    Some(format!("{}.{}", header_payload?, signature?))
 }
 
 impl JwtVerifier {
@@ -308,7 +422,7 @@ impl JwtVerifier {
         }
     }
 
-    fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+    fn verify(&self, token: &str, kind: CallerKind) -> Result<Caller, AuthError> {
         self.precheck(token)?;
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|e| self.explain(e.into_kind()))?;
@@ -317,9 +431,7 @@ impl JwtVerifier {
                 return Err(AuthError::MissingScope(scope.clone()));
             }
         }
-        Ok(Principal::Jwt {
-            subject: data.claims.sub,
-        })
+        Ok(data.claims.into_caller(kind))
     }
 
     /// Reads the header and the claims before the decoder does, so that the error names the
@@ -438,19 +550,20 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-/// Middleware: refuses the request unless [`Auth::authenticate`] accepts it.
+/// Middleware: refuses the request unless [`Auth::authenticate`] accepts it for the access
+/// level in the state, and puts the [`Caller`] in the request for the handler.
 pub async fn require_credentials(
-    State(auth): State<Arc<Auth>>,
+    State((auth, access)): State<(Arc<Auth>, Access)>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    match auth.authenticate(request.headers()) {
-        Ok(principal) => {
-            request.extensions_mut().insert(principal);
+    match auth.authenticate(request.headers(), access) {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
             next.run(request).await
         }
         Err(e) => {
-            info!(reason = %e, "request refused: not authenticated");
+            info!(reason = %e, access = access.as_str(), "request refused: not authenticated");
             ApiError::from(e).into_response()
         }
     }
@@ -746,5 +859,140 @@ pub(crate) mod tests {
         assert!(constant_time_eq("abc", "abc"));
         assert!(!constant_time_eq("abc", "abd"));
         assert!(!constant_time_eq("abc", "abcd"));
+    }
+
+    /// `[auth]` with the test API token and HS256 JWTs.
+    fn both() -> Auth {
+        Auth::from_config(&AuthConfig {
+            api_tokens: vec![Secret::new(TOKEN)],
+            jwt: Some(crate::settings::JwtConfig {
+                hs256_secret: Some(Secret::new(HS256_SECRET)),
+                rs256_public_key: None,
+                issuer: None,
+                audience: None,
+                required_scope: None,
+                leeway: coordinator::config::ConfigDuration(std::time::Duration::from_secs(0)),
+            }),
+        })
+        .unwrap()
+    }
+
+    fn edx_claims(extra: serde_json::Value) -> serde_json::Value {
+        let mut claims = serde_json::json!({
+            "sub": "2f2b1c", "exp": now() + 600, "user_id": 42,
+            "preferred_username": "ada", "email": "ada@example.com",
+            "administrator": false, "scopes": ["user_id", "email"], "scope": "read"
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        claims
+    }
+
+    fn headers(pairs: &[(header::HeaderName, String)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (name, value) in pairs {
+            h.append(name, value.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn an_edx_jwt_in_the_jwt_scheme_makes_the_caller() {
+        let token = hs256(edx_claims(serde_json::json!({})));
+        let caller = both()
+            .authenticate(
+                &headers(&[(header::AUTHORIZATION, format!("JWT {token}"))]),
+                Access::Api,
+            )
+            .unwrap();
+        assert_eq!(caller.kind, CallerKind::Jwt);
+        assert_eq!(caller.lms_user_id, Some(42));
+        assert_eq!(caller.username.as_deref(), Some("ada"));
+        assert_eq!(caller.email.as_ref().unwrap().expose(), "ada@example.com");
+        assert!(!caller.administrator);
+        assert_eq!(caller.scopes, ["read", "user_id", "email"]);
+        // A user id sent as text is read too.
+        let token = hs256(edx_claims(serde_json::json!({"user_id": "77"})));
+        let caller = both()
+            .authenticate(
+                &headers(&[(header::AUTHORIZATION, format!("Bearer {token}"))]),
+                Access::Api,
+            )
+            .unwrap();
+        assert_eq!(caller.lms_user_id, Some(77));
+    }
+
+    #[test]
+    fn administrator_routes_take_admin_jwts_and_api_tokens_only() {
+        let auth = both();
+        let admin = hs256(edx_claims(serde_json::json!({"administrator": true})));
+        let learner = hs256(edx_claims(serde_json::json!({})));
+        let call = |value: String| {
+            auth.authenticate(
+                &headers(&[(header::AUTHORIZATION, value)]),
+                Access::Administrator,
+            )
+        };
+        assert!(call(format!("JWT {admin}")).unwrap().administrator);
+        assert_eq!(call(format!("Bearer {TOKEN}")).unwrap(), Caller::service());
+        let refused = call(format!("JWT {learner}")).unwrap_err();
+        assert_eq!(refused, AuthError::NotAdministrator);
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+        assert!(!refused.to_string().contains(&learner));
+    }
+
+    #[test]
+    fn learner_routes_take_the_edx_split_cookie_and_refuse_api_tokens() {
+        let auth = both();
+        let token = hs256(edx_claims(serde_json::json!({})));
+        let (header_payload, signature) = token.rsplit_once('.').unwrap();
+        let cookie = format!(
+            "other=1; {EDX_HEADER_PAYLOAD_COOKIE}={header_payload}; {EDX_SIGNATURE_COOKIE}={signature}"
+        );
+        let caller = auth
+            .authenticate(
+                &headers(&[(header::COOKIE, cookie.clone())]),
+                Access::Learner,
+            )
+            .unwrap();
+        assert_eq!(caller.kind, CallerKind::JwtCookie);
+        assert_eq!(caller.lms_user_id, Some(42));
+        // The cookie counts on learner routes only.
+        assert_eq!(
+            auth.authenticate(&headers(&[(header::COOKIE, cookie)]), Access::Api),
+            Err(AuthError::MissingHeader)
+        );
+        // Half a cookie, or none: told what to send.
+        let half = format!("{EDX_HEADER_PAYLOAD_COOKIE}={header_payload}");
+        let e = auth
+            .authenticate(&headers(&[(header::COOKIE, half)]), Access::Learner)
+            .unwrap_err();
+        assert_eq!(e, AuthError::MissingLearnerCredentials);
+        assert!(e.to_string().contains("edx-jwt-cookie-signature"), "{e}");
+        // A forged signature is refused.
+        let forged = format!(
+            "{EDX_HEADER_PAYLOAD_COOKIE}={header_payload}; {EDX_SIGNATURE_COOKIE}=AAAA{signature}"
+        );
+        assert!(matches!(
+            auth.authenticate(&headers(&[(header::COOKIE, forged)]), Access::Learner),
+            Err(AuthError::BadSignature { .. } | AuthError::Malformed(_))
+        ));
+        // An API token names no learner; nor does a JWT without user_id.
+        let e = auth
+            .authenticate(
+                &headers(&[(header::AUTHORIZATION, format!("Bearer {TOKEN}"))]),
+                Access::Learner,
+            )
+            .unwrap_err();
+        assert_eq!(e.status(), StatusCode::FORBIDDEN);
+        let anonymous = hs256(serde_json::json!({"sub": "svc", "exp": now() + 600}));
+        let e = auth
+            .authenticate(
+                &headers(&[(header::AUTHORIZATION, format!("JWT {anonymous}"))]),
+                Access::Learner,
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("no user_id claim"), "{e}");
     }
 }

@@ -93,18 +93,19 @@ pub fn router(state: AppState) -> Router {
     };
     let auth = Arc::clone(&state.auth);
     let metrics = Arc::clone(&state.metrics);
-    let extensions = coordinator::http::extension_routes(&state.coordinator, move |route| {
-        route.route_layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&auth),
-            auth::require_credentials,
-        ))
-    });
+    let extensions =
+        coordinator::http::extension_routes(&state.coordinator, move |access, route| {
+            route.route_layer(axum::middleware::from_fn_with_state(
+                (Arc::clone(&auth), access),
+                auth::require_credentials,
+            ))
+        });
     let api_v1 = Router::new()
         .merge(dispatches::router())
         .merge(tasks::router())
         .merge(services::router())
         .route_layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&state.auth),
+            (Arc::clone(&state.auth), coordinator::http::Access::Api),
             auth::require_credentials,
         ));
     let routes = Router::new()

@@ -483,11 +483,29 @@ pub fn document(coordinator: &Coordinator) -> Value {
                     "type": "http",
                     "scheme": "bearer",
                     "description": "One of the API tokens of [auth] api_tokens, or a JWT \
-                        verified with [auth.jwt] (HS256 or RS256; exp required)."
+                        verified with [auth.jwt] (HS256 or RS256; exp required). edX's \
+                        `Authorization: JWT <token>` is accepted too."
+                },
+                "edx_jwt_cookie": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "edx-jwt-cookie-header-payload",
+                    "description": "A learner's edX JWT split across two cookies: \
+                        edx-jwt-cookie-header-payload (header.payload) and \
+                        edx-jwt-cookie-signature (the signature); learner routes only."
                 }
             }
         }
     })
+}
+
+/// The OpenAPI security requirement of a route's access level.
+fn security_of(access: Access) -> Value {
+    match access {
+        Access::Api | Access::Administrator => json!([{ "bearer": [] }]),
+        Access::Learner => json!([{ "bearer": [] }, { "edx_jwt_cookie": [] }]),
+        Access::Public => json!([]),
+    }
 }
 
 fn extension_operation(
@@ -560,7 +578,7 @@ fn extension_operation(
     }
     match route.access() {
         Access::Api => {
-            operation.insert("security".into(), json!([{ "bearer": [] }]));
+            operation.insert("security".into(), security_of(Access::Api));
             errors.extend([
                 (
                     StatusCode::UNAUTHORIZED,
@@ -569,6 +587,35 @@ fn extension_operation(
                 (
                     StatusCode::FORBIDDEN,
                     "The token lacks the required scope".to_owned(),
+                ),
+            ]);
+        }
+        Access::Administrator => {
+            operation.insert("security".into(), security_of(Access::Administrator));
+            errors.extend([
+                (
+                    StatusCode::UNAUTHORIZED,
+                    "Missing or invalid credentials (the detail says which)".to_owned(),
+                ),
+                (
+                    StatusCode::FORBIDDEN,
+                    "The caller is not an administrator (a JWT without administrator: true), \
+                     or the token lacks the required scope"
+                        .to_owned(),
+                ),
+            ]);
+        }
+        Access::Learner => {
+            operation.insert("security".into(), security_of(Access::Learner));
+            errors.extend([
+                (
+                    StatusCode::UNAUTHORIZED,
+                    "Missing or invalid credentials (the detail says which)".to_owned(),
+                ),
+                (
+                    StatusCode::FORBIDDEN,
+                    "The credentials name no learner (an API token, or a JWT without user_id)"
+                        .to_owned(),
                 ),
             ]);
         }
@@ -636,10 +683,7 @@ mod tests {
                 let operation = &doc["paths"][&path][&method];
                 assert!(operation.is_object(), "{method} {path} missing");
                 assert_eq!(operation["description"], route.description());
-                let security = match route.access() {
-                    Access::Api => json!([{ "bearer": [] }]),
-                    Access::Public => json!([]),
-                };
+                let security = security_of(route.access());
                 assert_eq!(operation["security"], security, "{path}");
                 assert!(operation["requestBody"].is_object(), "{path}");
             }

@@ -23,11 +23,13 @@
 //! assert_eq!(route.path(), "/ping");
 //! ```
 
+pub(crate) mod caller;
 pub(crate) mod json;
 pub(crate) mod mount;
 pub(crate) mod problem;
 pub(crate) mod route;
 
+pub use caller::{Caller, CallerKind};
 pub use json::Json;
 pub use mount::extension_routes;
 pub use problem::{PROBLEM_JSON, Problem};

@@ -15,9 +15,28 @@ use crate::payload::schema_of;
 pub enum Access {
     /// Requires the API credentials (`Authorization: Bearer <JWT or API token>`). The default.
     Api,
+    /// Requires an administrator: a JWT whose `administrator` claim is true (the original's
+    /// `IsAdminUser`), or a static API token (a trusted service). Others are refused with 403.
+    Administrator,
+    /// Requires a learner: a JWT naming an LMS user, in the `Authorization` header or in edX's
+    /// split cookie (`edx-jwt-cookie-header-payload` and `edx-jwt-cookie-signature`). Static API
+    /// tokens are refused with 403: they name no learner.
+    Learner,
     /// No framework authentication: the route authenticates callers itself (a webhook checks its
     /// signature) or is deliberately public.
     Public,
+}
+
+impl Access {
+    /// `api`, `administrator`, `learner` or `public`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Api => "api",
+            Access::Administrator => "administrator",
+            Access::Learner => "learner",
+            Access::Public => "public",
+        }
+    }
 }
 
 /// One HTTP route of an extension: method, path (relative to `/api/<extension>`), handler,
@@ -91,6 +110,20 @@ impl Route {
     /// checks its own signature instead).
     pub fn public(mut self) -> Self {
         self.access = Access::Public;
+        self
+    }
+
+    /// Requires an administrator ([`Access::Administrator`]); the handler may take the
+    /// [`Caller`](super::Caller).
+    pub fn administrator(mut self) -> Self {
+        self.access = Access::Administrator;
+        self
+    }
+
+    /// Requires a learner ([`Access::Learner`]); the handler takes the
+    /// [`Caller`](super::Caller) to know which.
+    pub fn learner(mut self) -> Self {
+        self.access = Access::Learner;
         self
     }
 

@@ -306,14 +306,47 @@ impl TestCoordinator {
             .await
     }
 
+    /// Like [`TestCoordinator::call`], as `caller` (a learner, to call a route declared
+    /// `.learner()`).
+    pub async fn call_as(
+        &self,
+        caller: &crate::http::Caller,
+        method: &str,
+        uri: &str,
+        body: Option<serde_json::Value>,
+    ) -> (axum::http::StatusCode, serde_json::Value) {
+        let mut request = axum::http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .extension(caller.clone());
+        let body = match body {
+            Some(json) => {
+                request = request.header(axum::http::header::CONTENT_TYPE, "application/json");
+                axum::body::Body::from(json.to_string())
+            }
+            None => axum::body::Body::empty(),
+        };
+        self.request(request.body(body).expect("a valid test request"))
+            .await
+    }
+
     /// Sends any request (headers, raw body) to the extension routes, as [`TestCoordinator::call`]
     /// does; answers the status and the body as JSON (`null` when empty or not JSON).
+    ///
+    /// No credentials are checked: a route that takes the [`Caller`](crate::http::Caller) gets
+    /// the one in the request's extensions, or [`Caller::service`](crate::http::Caller::service)
+    /// (a trusted service, an administrator).
     pub async fn request(
         &self,
-        request: axum::http::Request<axum::body::Body>,
+        mut request: axum::http::Request<axum::body::Body>,
     ) -> (axum::http::StatusCode, serde_json::Value) {
         use tower::ServiceExt;
-        let router = crate::http::extension_routes(&self.coordinator, |r| r);
+        if request.extensions().get::<crate::http::Caller>().is_none() {
+            request
+                .extensions_mut()
+                .insert(crate::http::Caller::service());
+        }
+        let router = crate::http::extension_routes(&self.coordinator, |_, r| r);
         let response = router
             .oneshot(request)
             .await
@@ -538,7 +571,9 @@ pub fn check_extension_in(
     };
     let catalog = coordinator.catalog();
     for (ext, routes) in coordinator.routes() {
-        let router = crate::http::extension_routes(&coordinator, |r| r);
+        let router = crate::http::extension_routes(&coordinator, |_, r| {
+            r.layer(axum::Extension(crate::http::Caller::service()))
+        });
         let runtime = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
