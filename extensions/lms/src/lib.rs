@@ -30,8 +30,8 @@ pub use client::{
 pub use error::LmsError;
 pub use settings::{DEFAULT_TIMEOUT, DEFAULT_TOKEN_PATH, LmsSettings};
 pub use tasks::{
-    DEACTIVATE_USER, DeactivateUser, ENROLL_IN_COURSE, EnrollInCourse, GRANT_ENTITLEMENT,
-    GrantEntitlement, LMS_RETRY, LMS_TASK_TIMEOUT,
+    DEACTIVATE_USER, DeactivateUser, ENROLL_IN_COURSE, EnrollInCourse, FULFILLMENT_COMPLETED,
+    FulfillmentCompleted, GRANT_ENTITLEMENT, GrantEntitlement, LMS_RETRY, LMS_TASK_TIMEOUT,
 };
 
 /// The LMS extension. Its client is made from `[extension.lms]` and shared with its tasks.

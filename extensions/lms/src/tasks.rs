@@ -106,6 +106,9 @@ pub struct GrantEntitlement {
     pub email_opt_in: bool,
     /// The order's number.
     pub order_number: String,
+    /// The order's id in the commerce platform.
+    #[serde(default)]
+    pub order_id: String,
     /// The line item that bought it.
     pub line_item_id: String,
 }
@@ -134,6 +137,71 @@ pub struct DeactivateUser {
     /// The order whose sanctions check failed, if that is why (for the task's summary).
     #[serde(default)]
     pub order_number: Option<String>,
+}
+
+/// How fulfilling one line item of an order ended at the LMS: sent by `lms.enroll_in_course`
+/// and `lms.grant_entitlement` once they succeeded, or once they failed for good (a refusal,
+/// or the last attempt), so that the order's line item can be moved to its success or failure
+/// state and the learner told.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FulfillmentCompleted {
+    /// The order's id in the commerce platform.
+    pub order_id: String,
+    /// The order's number.
+    pub order_number: String,
+    /// The line item fulfilled (or not).
+    pub line_item_id: String,
+    /// The learner's LMS user id.
+    pub lms_user_id: u64,
+    /// `enrollment` or `entitlement`.
+    pub fulfillment_type: String,
+    /// Whether the LMS did it.
+    pub succeeded: bool,
+    /// The entitlement's UUID, when one was granted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entitlement_uuid: Option<String>,
+    /// Why it failed (the LMS's message), when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A line item's fulfillment at the LMS ended (see [`FulfillmentCompleted`]).
+pub static FULFILLMENT_COMPLETED: Signal<FulfillmentCompleted> = Signal::new(
+    "lms.fulfillment_completed",
+    "The LMS enrolled the learner or granted the entitlement for one line item of an order, or \
+     refused for good (succeeded false, with the LMS's message): the order's line item can \
+     move to its success or failure state.",
+);
+
+/// Sends `done` and fails the attempt if its handlers' work was not done or stored (the task
+/// is retried and sends it again; receivers are idempotent).
+async fn completed(ctx: &TaskContext, done: FulfillmentCompleted) -> Result<(), TaskError> {
+    let report = ctx
+        .context()
+        .send_robust(&FULFILLMENT_COMPLETED, done)
+        .await;
+    report.accepted()?;
+    Ok(())
+}
+
+/// The error of a failed attempt, after telling the order it failed when nothing more will
+/// be tried (a refusal, or the last attempt).
+async fn failed(
+    ctx: &TaskContext,
+    error: TaskError,
+    done: impl FnOnce(String) -> FulfillmentCompleted,
+) -> TaskError {
+    let last = match &error {
+        TaskError::Abort(_) => true,
+        TaskError::Postpone(..) => false,
+        TaskError::Retry(_) | TaskError::RetryAfter(..) => ctx.attempt() >= ctx.max_attempts(),
+    };
+    if last {
+        if let Err(e) = completed(ctx, done(error.error().to_string())).await {
+            return e;
+        }
+    }
+    error
 }
 
 /// Enrolls a learner in a course run through the LMS enrollment API.
@@ -168,17 +236,34 @@ pub static DEACTIVATE_USER: Task<DeactivateUser> = Task::new(
 .timeout(LMS_TASK_TIMEOUT);
 
 pub(crate) fn declare(ext: &mut ExtensionBuilder<'_>) {
+    ext.signal(&FULFILLMENT_COMPLETED);
     ext.task(&ENROLL_IN_COURSE, enroll_in_course)
+        .sends(&FULFILLMENT_COMPLETED)
         .task(&GRANT_ENTITLEMENT, grant_entitlement)
+        .sends(&FULFILLMENT_COMPLETED)
         .task(&DEACTIVATE_USER, deactivate_user);
 }
 
 async fn enroll_in_course(
-    _ctx: TaskContext,
+    ctx: TaskContext,
     p: EnrollInCourse,
     State(lms): State<LmsClient>,
 ) -> TaskResult {
-    let enrolled = lms.enroll(&p.enrollment()).await.for_task()?;
+    let done = |succeeded: bool, error: Option<String>| FulfillmentCompleted {
+        order_id: p.order_id.clone(),
+        order_number: p.order_number.clone(),
+        line_item_id: p.line_item_id.clone(),
+        lms_user_id: p.lms_user_id,
+        fulfillment_type: "enrollment".to_owned(),
+        succeeded,
+        entitlement_uuid: None,
+        error,
+    };
+    let enrolled = match lms.enroll(&p.enrollment()).await.for_task() {
+        Ok(enrolled) => enrolled,
+        Err(e) => return Err(failed(&ctx, e, |message| done(false, Some(message))).await),
+    };
+    completed(&ctx, done(true, None)).await?;
     let mode = enrolled.mode.as_deref().unwrap_or(&p.mode);
     let state = match enrolled.is_active {
         Some(false) => "inactive",
@@ -192,11 +277,25 @@ async fn enroll_in_course(
 }
 
 async fn grant_entitlement(
-    _ctx: TaskContext,
+    ctx: TaskContext,
     p: GrantEntitlement,
     State(lms): State<LmsClient>,
 ) -> TaskResult {
-    let entitlement = lms.grant_entitlement(&p.request()).await.for_task()?;
+    let done = |entitlement_uuid: Option<String>, error: Option<String>| FulfillmentCompleted {
+        order_id: p.order_id.clone(),
+        order_number: p.order_number.clone(),
+        line_item_id: p.line_item_id.clone(),
+        lms_user_id: p.lms_user_id,
+        fulfillment_type: "entitlement".to_owned(),
+        succeeded: entitlement_uuid.is_some(),
+        entitlement_uuid,
+        error,
+    };
+    let entitlement = match lms.grant_entitlement(&p.request()).await.for_task() {
+        Ok(entitlement) => entitlement,
+        Err(e) => return Err(failed(&ctx, e, |message| done(None, Some(message))).await),
+    };
+    completed(&ctx, done(Some(entitlement.uuid.clone()), None)).await?;
     Ok(format!(
         "entitlement {} granted to user {} for course {} for order {}",
         entitlement.uuid, p.lms_user_id, p.course_uuid, p.order_number

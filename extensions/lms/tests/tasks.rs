@@ -6,7 +6,8 @@ use coordinator::task::TaskState;
 use coordinator::testing::{FakeService, Reply, TestCoordinator};
 use coordinator_lms::{
     DEACTIVATE_ROUTE, DEACTIVATE_USER, DeactivateUser, ENROLL_IN_COURSE, ENROLLMENT_ROUTE,
-    ENTITLEMENTS_ROUTE, EnrollInCourse, GRANT_ENTITLEMENT, GrantEntitlement, LmsExtension,
+    ENTITLEMENTS_ROUTE, EnrollInCourse, FulfillmentCompleted, GRANT_ENTITLEMENT, GrantEntitlement,
+    LmsExtension,
 };
 use serde_json::json;
 
@@ -167,6 +168,7 @@ async fn an_entitlement_task_names_the_entitlement_the_lms_granted() {
                 mode: "verified".into(),
                 email_opt_in: false,
                 order_number: "2U-100001".into(),
+                order_id: "61ec1afa".into(),
                 line_item_id: "822d77c4".into(),
             },
         )
@@ -264,4 +266,121 @@ async fn without_settings_the_extension_starts_and_its_tasks_say_what_to_set() {
     ] {
         assert!(error.contains(setting), "{error}");
     }
+}
+
+/// A coordinator with the LMS extension configured for `lms`, recording what
+/// `lms.fulfillment_completed` carries.
+fn recording(lms: &FakeService) -> TestCoordinator {
+    TestCoordinator::builder()
+        .extension(LmsExtension)
+        .with_store(coordinator_sqlite::testing::temporary())
+        .recorder::<FulfillmentCompleted>("testing.saw_completion")
+        .wiring(&format!(
+            r#"
+            [signals]
+            "lms.fulfillment_completed" = ["testing.saw_completion"]
+            [extension.lms]
+            url = "{}"
+            client_id = "coordinator-client"
+            client_secret = "s3cret-value"
+            timeout = "2s"
+            "#,
+            lms.url()
+        ))
+        .build()
+}
+
+#[tokio::test]
+async fn a_fulfilled_line_item_is_reported_complete_once_the_lms_enrolled() {
+    let lms = fake_lms().await;
+    lms.on("POST", ENROLLMENT_ROUTE).reply(Reply::json(
+        200,
+        json!({"mode": "verified", "is_active": true}),
+    ));
+    let t = recording(&lms);
+    t.context()
+        .enqueue(&ENROLL_IN_COURSE, enroll_in_course())
+        .await
+        .unwrap();
+    t.run_tasks().await;
+    let seen = t.seen::<FulfillmentCompleted>("testing.saw_completion");
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].succeeded && seen[0].error.is_none());
+    assert_eq!(seen[0].line_item_id, "822d77c4-00a6-4fb9-909b-094ef0b8c4b9");
+    assert_eq!(seen[0].fulfillment_type, "enrollment");
+}
+
+#[tokio::test]
+async fn a_refused_line_item_is_reported_failed_with_the_lms_message() {
+    let lms = fake_lms().await;
+    lms.on("POST", ENROLLMENT_ROUTE)
+        .reply(Reply::json(400, json!({"message": EXPIRED_MODE})));
+    let t = recording(&lms);
+    t.context()
+        .enqueue(&ENROLL_IN_COURSE, enroll_in_course())
+        .await
+        .unwrap();
+    let runs = t.run_tasks().await;
+    assert_eq!(runs[0].status, "dead", "{runs:?}");
+    let seen = t.seen::<FulfillmentCompleted>("testing.saw_completion");
+    assert_eq!(seen.len(), 1);
+    assert!(!seen[0].succeeded);
+    assert!(
+        seen[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("course mode is expired"),
+        "{:?}",
+        seen[0].error
+    );
+}
+
+#[tokio::test]
+async fn a_transient_failure_with_attempts_left_reports_nothing_yet() {
+    let lms = fake_lms().await;
+    lms.on("POST", ENROLLMENT_ROUTE).reply(Reply::status(503));
+    let t = recording(&lms);
+    t.context()
+        .enqueue(&ENROLL_IN_COURSE, enroll_in_course())
+        .await
+        .unwrap();
+    let runs = t.run_tasks().await;
+    assert_eq!(runs[0].status, "retrying", "{runs:?}");
+    assert!(
+        t.seen::<FulfillmentCompleted>("testing.saw_completion")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn an_entitlement_is_reported_with_its_uuid() {
+    let lms = fake_lms().await;
+    lms.on("POST", ENTITLEMENTS_ROUTE)
+        .reply(Reply::json(201, json!({"uuid": "e-1", "mode": "verified"})));
+    let t = recording(&lms);
+    t.context()
+        .enqueue(
+            &GRANT_ENTITLEMENT,
+            GrantEntitlement {
+                lms_user_id: 4,
+                username: Personal::new("ada_lovelace".into()),
+                course_uuid: "c-1".into(),
+                mode: "verified".into(),
+                email_opt_in: false,
+                order_number: "2U-100001".into(),
+                order_id: "o-1".into(),
+                line_item_id: "li-1".into(),
+            },
+        )
+        .await
+        .unwrap();
+    t.run_tasks().await;
+    let seen = t.seen::<FulfillmentCompleted>("testing.saw_completion");
+    assert_eq!(seen[0].entitlement_uuid.as_deref(), Some("e-1"));
+    assert!(seen[0].succeeded);
+    assert_eq!(
+        (seen[0].order_id.as_str(), seen[0].fulfillment_type.as_str()),
+        ("o-1", "entitlement")
+    );
 }
