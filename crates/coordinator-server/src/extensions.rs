@@ -14,5 +14,9 @@ pub fn bundled() -> Vec<Arc<dyn Extension>> {
     vec![
         #[cfg(feature = "demo")]
         Arc::new(coordinator_demo::DemoExtension::default()),
+        #[cfg(feature = "lms")]
+        Arc::new(coordinator_lms::LmsExtension),
+        #[cfg(feature = "sandbox")]
+        Arc::new(coordinator_sandbox::SandboxExtension::default()),
     ]
 }
