@@ -1,6 +1,59 @@
-//! The commercetools extension (issue 9): being built.
+//! The commercetools extension (issue 9): edX's orders live in commercetools, and this
+//! extension turns what happens to them into work for the LMS.
+//!
+//! What it has so far:
+//!
+//! - [`CommercetoolsSettings`], from `[extension.commercetools]`: the project's API and OAuth2
+//!   URLs, project key, API client and scopes.
+//! - [`CommercetoolsClient`], the typed client of the project's HTTP API over the client kit:
+//!   orders by id or number (with the references the flows read expanded), customers by LMS
+//!   user id, workflow states by key (kept once read), and order updates that read the order
+//!   again and re-derive their actions when someone else changed it meanwhile.
+//! - The resources as commercetools returns them ([`Order`], [`LineItem`], [`Customer`],
+//!   [`State`]), with personal data ([`Personal`](coordinator::Personal)) that never prints, and
+//!   the update actions ([`OrderAction`]).
+//! - The messages EventBridge forwards to the extension's routes ([`messages`]), with a
+//!   validation that names the field at fault.
+//! - The keys edX gave its states and custom fields ([`keys`]).
+//!
+//! The routes and flows that use them come next. When the settings are complete, `build`
+//! shares a [`CommercetoolsClient`] with them as state.
 
-use coordinator::prelude::*;
+mod actions;
+mod client;
+mod customer;
+pub mod keys;
+pub mod messages;
+mod order;
+mod reference;
+mod settings;
+mod state;
+
+use coordinator::prelude::{Extension, ExtensionBuilder};
+
+pub use actions::OrderAction;
+pub use client::{
+    CONFLICT_RETRIES, CommercetoolsClient, SERVICE, SetupError, is_concurrent_modification,
+};
+pub use customer::Customer;
+pub use keys::{
+    FULFILLMENT_FAILURE_STATE, FULFILLMENT_PENDING_STATE, FULFILLMENT_PROCESSING_STATE,
+    FULFILLMENT_SUCCESS_STATE, ORDER_EXPANSION, SDN_SANCTIONED_ORDER_STATE,
+};
+pub use messages::{
+    EventBridgeEvent, LineItemStateTransition, Message, MessageError, OrderStateChanged,
+    ReturnInfoAdded,
+};
+pub use order::{
+    Attribute, Image, ItemState, LineItem, Money, Order, OrderState, Payment, PaymentInfo,
+    PaymentMethodInfo, PaymentStatus, Price, ProductType, ReturnInfo, ReturnItem, Transaction,
+    Variant,
+};
+pub use reference::{CustomFields, LocalizedString, Reference};
+pub use settings::{
+    CommercetoolsSettings, DEFAULT_TIMEOUT, ENV_PREFIX, SettingProblem, SettingsError,
+};
+pub use state::{State, StateIdentifier, StateReference, StateType};
 
 /// The commercetools extension.
 #[derive(Clone, Debug, Default)]
@@ -15,5 +68,54 @@ impl Extension for CommercetoolsExtension {
         "commercetools: orders, line-item states, customers."
     }
 
-    fn build(&self, _ext: &mut ExtensionBuilder<'_>) {}
+    fn build(&self, ext: &mut ExtensionBuilder<'_>) {
+        let settings: CommercetoolsSettings = ext.settings();
+        // Incomplete settings share no client: what needs one reports it missing, and
+        // `CommercetoolsClient::new` names each setting to set.
+        if let Ok(client) = CommercetoolsClient::new(&settings) {
+            ext.state(client);
+        }
+        ext.state(settings);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use coordinator::testing::check_extension;
+
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+[extension.commercetools]
+api_url = "https://api.us-central1.gcp.commercetools.com"
+auth_url = "https://auth.us-central1.gcp.commercetools.com"
+project_key = "edx-prod"
+client_id = "coordinator"
+scopes = ["manage_orders:edx-prod", "view_customers:edx-prod", "view_states:edx-prod"]
+timeout = "10s"
+"#;
+
+    #[test]
+    fn passes_the_standard_extension_checks_with_an_example_configuration() {
+        let problems = check_extension(CommercetoolsExtension, EXAMPLE);
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+
+    #[test]
+    fn passes_the_standard_extension_checks_unconfigured() {
+        let problems = check_extension(CommercetoolsExtension, "");
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+
+    #[test]
+    fn an_unknown_setting_is_reported_at_start_up() {
+        let problems = check_extension(
+            CommercetoolsExtension,
+            "[extension.commercetools]\napi_ulr = \"https://x\"\n",
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("api_ulr")),
+            "{problems:#?}"
+        );
+    }
 }
