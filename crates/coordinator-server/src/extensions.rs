@@ -16,6 +16,8 @@ pub fn bundled() -> Vec<Arc<dyn Extension>> {
         Arc::new(coordinator_demo::DemoExtension::default()),
         #[cfg(feature = "lms")]
         Arc::new(coordinator_lms::LmsExtension),
+        #[cfg(feature = "commercetools")]
+        Arc::new(coordinator_commercetools::CommercetoolsExtension),
         #[cfg(feature = "sandbox")]
         Arc::new(coordinator_sandbox::SandboxExtension::default()),
     ]

@@ -84,9 +84,9 @@ fn check_accepts_the_embedded_default() {
         &stdout,
         &[
             "configuration OK (embedded default (config/default.toml))",
-            "1 extension enabled (demo)",
-            "3 signals",
-            "6 handlers connected",
+            "4 extensions enabled (commercetools, demo, lms, sandbox)",
+            "8 signals",
+            "9 handlers connected",
             "1 filter",
         ],
     );

@@ -31,6 +31,10 @@ mod state;
 
 use coordinator::prelude::{Extension, ExtensionBuilder};
 
+pub mod handlers;
+pub mod routes;
+pub mod signals;
+
 pub use actions::OrderAction;
 pub use client::{
     CONFLICT_RETRIES, CommercetoolsClient, SERVICE, SetupError, is_concurrent_modification,
@@ -70,20 +74,37 @@ impl Extension for CommercetoolsExtension {
 
     fn build(&self, ext: &mut ExtensionBuilder<'_>) {
         let settings: CommercetoolsSettings = ext.settings();
-        // Incomplete settings share no client: what needs one reports it missing, and
-        // `CommercetoolsClient::new` names each setting to set.
-        if let Ok(client) = CommercetoolsClient::new(&settings) {
-            ext.state(client);
+        // Incomplete settings share no client: the flows' handlers then fail naming each
+        // setting to set (`CommercetoolsClient::new`'s error).
+        let client = CommercetoolsClient::new(&settings);
+        if let Ok(client) = &client {
+            ext.state(client.clone());
         }
+        ext.state(handlers::Commercetools::new(client));
         ext.state(settings);
+        ext.signal(&signals::FULFILLMENT_REQUESTED)
+            .signal(&signals::ORDER_STATE_CHANGED)
+            .signal(&signals::ORDER_RETURNED)
+            .signal(&signals::LINE_ITEM_FULFILLMENT_FAILED);
+        handlers::declare(ext);
+        routes::declare(ext);
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use coordinator::testing::check_extension;
-
     use super::*;
+
+    /// The standard checks, with the LMS extension beside it (its flows enqueue the LMS's
+    /// tasks, which must exist).
+    fn check_extension(extension: CommercetoolsExtension, config: &str) -> Vec<String> {
+        coordinator::testing::check_extension_with(
+            extension,
+            vec![Box::new(coordinator_lms::LmsExtension)],
+            config,
+            &[],
+        )
+    }
 
     const EXAMPLE: &str = r#"
 [extension.commercetools]

@@ -554,6 +554,18 @@ pub fn check_extension_in(
     example_config: &str,
     sections: &[&str],
 ) -> Vec<String> {
+    check_extension_with(extension, Vec::new(), example_config, sections)
+}
+
+/// [`check_extension_in`] for an extension that works with others (enqueues their tasks,
+/// handles their signals): `companions` run beside it, enabled unless the example
+/// configuration lists `[extensions] enabled`. Only `extension` is checked.
+pub fn check_extension_with(
+    extension: impl Extension,
+    companions: Vec<Box<dyn Extension>>,
+    example_config: &str,
+    sections: &[&str],
+) -> Vec<String> {
     let mut problems = Vec::new();
     let name = extension.name();
     let source = ConfigSource::new("the example configuration", example_config, Vec::new());
@@ -563,6 +575,7 @@ pub fn check_extension_in(
     };
     let coordinator = match Coordinator::builder()
         .extension(extension)
+        .extensions(companions)
         .config(config)
         .build()
     {
