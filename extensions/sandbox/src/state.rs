@@ -22,6 +22,8 @@ pub struct Records {
     pub lms: LmsRecords,
     /// The fake fulfillment service.
     pub fulfillment: FulfillmentRecords,
+    /// The fake commercetools.
+    pub commercetools: CommercetoolsRecords,
 }
 
 /// What the fake LMS holds.
@@ -44,6 +46,20 @@ pub struct FulfillmentRecords {
     pub fulfilled: Vec<serde_json::Value>,
     /// Lines to revoke, as received.
     pub revoked: Vec<serde_json::Value>,
+}
+
+/// What the fake commercetools holds: the orders and customers seeded, as its API answers them.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+pub struct CommercetoolsRecords {
+    /// Orders by id, at their current version.
+    pub orders: BTreeMap<String, serde_json::Value>,
+    /// Customers by id.
+    pub customers: BTreeMap<String, serde_json::Value>,
+    /// Order updates applied (refused ones are not counted).
+    pub updates: u64,
+    /// API calls answered (failures included), by route template
+    /// (`GET /{project}/orders/{id}`).
+    pub calls: BTreeMap<String, u64>,
 }
 
 impl SandboxState {

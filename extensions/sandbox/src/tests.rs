@@ -1,5 +1,7 @@
 //! The sandbox's routes through the framework's harness.
 
+mod commercetools;
+
 use coordinator::http::{HeaderValue, Request, header};
 use coordinator::testing::{TestCoordinator, check_extension};
 use serde_json::json;
