@@ -1,5 +1,5 @@
 use coordinator::prelude::*;
-use coordinator::testing::{TestCoordinator, check_extension_in};
+use coordinator::testing::{TestCoordinator, check_extension_with};
 
 use super::*;
 
@@ -22,9 +22,21 @@ fn order() -> OrderPlaced {
     }
 }
 
+/// The extensions the default configuration enables beside the demo.
+fn companions() -> Vec<Box<dyn Extension>> {
+    vec![
+        Box::new(coordinator_commercetools::CommercetoolsExtension),
+        Box::new(coordinator_lms::LmsExtension),
+        Box::new(coordinator_sandbox::SandboxExtension::default()),
+    ]
+}
+
 fn harness(state: &DemoState) -> TestCoordinator {
     TestCoordinator::builder()
         .extension(DemoExtension::with_state(state.clone()))
+        .extension(coordinator_commercetools::CommercetoolsExtension)
+        .extension(coordinator_lms::LmsExtension)
+        .extension(coordinator_sandbox::SandboxExtension::default())
         .with_store(coordinator_sqlite::testing::temporary())
         .recorder::<LearnerEnrolled>("testing.saw_enrollment")
         .host_sections(BINARY_SECTIONS)
@@ -37,7 +49,12 @@ fn harness(state: &DemoState) -> TestCoordinator {
 
 #[test]
 fn passes_the_standard_extension_checks_with_the_default_configuration() {
-    let problems = check_extension_in(DemoExtension::default(), DEFAULT_CONFIG, BINARY_SECTIONS);
+    let problems = check_extension_with(
+        DemoExtension::default(),
+        companions(),
+        DEFAULT_CONFIG,
+        BINARY_SECTIONS,
+    );
     assert!(problems.is_empty(), "{problems:#?}");
 }
 
@@ -400,6 +417,9 @@ fn webhook_harness(state: &DemoState, secret: Option<&str>) -> TestCoordinator {
     });
     TestCoordinator::builder()
         .extension(DemoExtension::with_state(state.clone()))
+        .extension(coordinator_commercetools::CommercetoolsExtension)
+        .extension(coordinator_lms::LmsExtension)
+        .extension(coordinator_sandbox::SandboxExtension::default())
         .with_store(coordinator_sqlite::testing::temporary())
         .host_sections(BINARY_SECTIONS)
         .wiring(&format!("{DEFAULT_CONFIG}\n{settings}"))
