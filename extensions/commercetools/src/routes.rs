@@ -23,23 +23,55 @@ pub const INBOX_SOURCE: &str = "commercetools.messages";
 pub struct MessageAck {
     /// commercetools' message id.
     pub message_id: String,
-    /// `accepted` (its work is stored) or `duplicate` (received before: nothing done again).
+    /// `accepted` (its work is stored), `duplicate` (received before: nothing done again) or
+    /// `ignored` (a message type this route does not act on: nothing stored).
     pub status: String,
     /// The dispatch that carries the work (`/api/v1/dispatches/{id}`), when accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("format" = "uuid"))]
     pub dispatch_id: Option<String>,
+    /// Why it was ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
-/// Reads and validates an EventBridge envelope of `D`.
-fn read<D: Message + DeserializeOwned>(body: &Bytes) -> Result<D, Problem> {
+/// A message read from a request: one to act on, or one of a type this route does not act on.
+enum Read<D> {
+    Act(D),
+    Ignore(MessageAck),
+}
+
+/// Reads and validates an EventBridge envelope of `D`. A message of another type (when it
+/// says its type) is not an error: the rule that forwarded it sends more than this route acts
+/// on, and it is answered 200 `ignored`.
+fn read<D: Message + DeserializeOwned>(body: &Bytes) -> Result<Read<D>, Problem> {
     let event =
         EventBridgeEvent::<D>::from_slice(body).map_err(|e| Problem::bad_request(e.to_string()))?;
+    if let Some(detail) = &event.detail {
+        let kind = detail
+            .header()
+            .message_type
+            .as_deref()
+            .map(str::trim)
+            .unwrap_or_default();
+        if !kind.is_empty() && !D::TYPES.contains(&kind) {
+            return Ok(Read::Ignore(MessageAck {
+                message_id: detail.message_id().to_owned(),
+                status: "ignored".to_owned(),
+                dispatch_id: None,
+                reason: Some(format!(
+                    "this route acts on {} messages, not {kind}",
+                    D::TYPES.join(" and ")
+                )),
+            }));
+        }
+    }
     event
         .validate()
         .map_err(|e| Problem::bad_request(e.to_string()))?;
     event
         .detail
+        .map(Read::Act)
         .ok_or_else(|| Problem::bad_request("the body has no detail (the commercetools message)"))
 }
 
@@ -60,6 +92,7 @@ async fn accept<P: Payload>(
                 message_id: message_id.to_owned(),
                 status: "accepted".to_owned(),
                 dispatch_id: Some(report.id.to_string()),
+                reason: None,
             }),
         ),
         None => (
@@ -68,13 +101,17 @@ async fn accept<P: Payload>(
                 message_id: message_id.to_owned(),
                 status: "duplicate".to_owned(),
                 dispatch_id: None,
+                reason: None,
             }),
         ),
     })
 }
 
 async fn fulfill(ctx: Context, body: Bytes) -> Result<(StatusCode, Json<MessageAck>), Problem> {
-    let message: LineItemStateTransition = read(&body)?;
+    let message: LineItemStateTransition = match read(&body)? {
+        Read::Act(message) => message,
+        Read::Ignore(ack) => return Ok((StatusCode::OK, Json(ack))),
+    };
     let payload = FulfillmentRequested {
         message_id: message.message_id().to_owned(),
         order_id: message.order_id().to_owned(),
@@ -85,7 +122,10 @@ async fn fulfill(ctx: Context, body: Bytes) -> Result<(StatusCode, Json<MessageA
 }
 
 async fn sanctioned(ctx: Context, body: Bytes) -> Result<(StatusCode, Json<MessageAck>), Problem> {
-    let message: OrderStateChanged = read(&body)?;
+    let message: OrderStateChanged = match read(&body)? {
+        Read::Act(message) => message,
+        Read::Ignore(ack) => return Ok((StatusCode::OK, Json(ack))),
+    };
     let payload = OrderStateChangedMessage {
         message_id: message.message_id().to_owned(),
         order_id: message.order_id().to_owned(),
@@ -94,7 +134,10 @@ async fn sanctioned(ctx: Context, body: Bytes) -> Result<(StatusCode, Json<Messa
 }
 
 async fn returned(ctx: Context, body: Bytes) -> Result<(StatusCode, Json<MessageAck>), Problem> {
-    let message: ReturnInfoAdded = read(&body)?;
+    let message: ReturnInfoAdded = match read(&body)? {
+        Read::Act(message) => message,
+        Read::Ignore(ack) => return Ok((StatusCode::OK, Json(ack))),
+    };
     let payload = OrderReturned {
         message_id: message.message_id().to_owned(),
         order_id: message.order_id().to_owned(),
@@ -113,7 +156,7 @@ pub(crate) fn declare(ext: &mut ExtensionBuilder<'_>) {
     ext.route(
         Route::post("/fulfill", fulfill)
             .administrator()
-            .doc("A LineItemStateTransition message forwarded by EventBridge (`{\"detail\": {\"id\", \"resource\": {\"id\": order id}, \"fromState\", \"toState\": {\"id\"}}}`): sends commercetools.fulfillment_requested, whose work is stored before the answer (202; 200 `duplicate` for a message id received before).")
+            .doc("A LineItemStateTransition message forwarded by EventBridge (`{\"detail\": {\"id\", \"resource\": {\"id\": order id}, \"fromState\", \"toState\": {\"id\"}}}`): sends commercetools.fulfillment_requested, whose work is stored before the answer (202; 200 `duplicate` for a message id received before; 200 `ignored` for a message of another type).")
             .request::<EventBridgeEvent<LineItemStateTransition>>()
             .response::<MessageAck>()
             .problem(StatusCode::BAD_REQUEST, "The message is malformed: the detail names the field")

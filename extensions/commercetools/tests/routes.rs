@@ -112,3 +112,20 @@ async fn sanctions_and_returns_are_accepted() {
     assert_eq!(status, 202, "{ack}");
     assert_eq!(ack["status"], "accepted");
 }
+
+#[tokio::test]
+async fn a_message_of_a_type_the_route_does_not_act_on_is_ignored() {
+    let t = harness();
+    let mut message = fixture("eventbridge_line_item_state_transition.json");
+    message["detail"]["type"] = json!("OrderCreated");
+    let (status, ack) = t
+        .call("POST", "/api/commercetools/fulfill", Some(message))
+        .await;
+    assert_eq!(status, 200, "{ack}");
+    assert_eq!(ack["status"], "ignored");
+    assert!(
+        ack["reason"].as_str().unwrap().contains("not OrderCreated"),
+        "{ack}"
+    );
+    assert!(ack.get("dispatch_id").is_none());
+}
