@@ -1398,12 +1398,16 @@ async fn poison_values_are_refused_or_stored_and_nothing_stops(url: &str, backen
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_poison_values_are_refused_or_stored_and_nothing_stops() {
+    // Not beside the timing-sensitive crash measurements (they take the same lock).
+    let _heavy = Heavy::lock().await;
     let dir = TempDir::new();
     poison_values_are_refused_or_stored_and_nothing_stops(&dir.sqlite_url(), "sqlite").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_poison_values_are_refused_or_stored_and_nothing_stops() {
+    // Not beside the timing-sensitive crash measurements (they take the same lock).
+    let _heavy = Heavy::lock().await;
     let Some(database) = PgDatabase::create().await else {
         return;
     };
@@ -1772,6 +1776,8 @@ async fn ready_becomes(server: &Server, status: u16, limit: Duration) -> Option<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_ready_is_503_while_the_worker_cannot_record_outcomes_then_200() {
     use sqlx::Connection as _;
+    // Not beside the timing-sensitive crash measurements (they take the same lock).
+    let _heavy = Heavy::lock().await;
     let Some(database) = PgDatabase::create().await else {
         return;
     };
@@ -1893,6 +1899,8 @@ async fn postgres_ready_is_503_while_the_worker_cannot_record_outcomes_then_200(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_locked_task_table_refuses_orders_and_makes_ready_503_then_recovers() {
     use sqlx::Connection as _;
+    // Not beside the timing-sensitive crash measurements (they take the same lock).
+    let _heavy = Heavy::lock().await;
     let Some(database) = PgDatabase::create().await else {
         return;
     };
@@ -2125,10 +2133,10 @@ async fn sqlite_a_crash_loses_at_most_the_flush_interval_of_the_dispatch_log() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_crash_loses_at_most_the_flush_interval_of_the_dispatch_log() {
+    let _heavy = Heavy::lock().await;
     let Some(database) = PgDatabase::create().await else {
         return;
     };
-    let _heavy = Heavy::lock().await;
     let loss = measure_dispatch_log_loss(&database.url, "postgres").await;
     database.drop_now().await;
     assert_loss_within_bound(&loss, "postgres");
