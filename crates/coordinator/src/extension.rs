@@ -154,6 +154,8 @@ pub(crate) struct ExtensionDecl {
     pub(crate) settings_schema: Option<fn() -> serde_json::Value>,
     /// Why its `[extension.<name>]` table could not be read, if it could not.
     pub(crate) settings_error: Option<String>,
+    /// Problems the extension found in its settings ([`ExtensionBuilder::settings_problem`]).
+    pub(crate) settings_problems: Vec<String>,
     pub(crate) routes: Vec<Route>,
     pub(crate) migrations: Vec<Migration>,
     /// Its shared state, by type ([`ExtensionBuilder::state`]).
@@ -187,6 +189,7 @@ impl Declarations {
                 type_name: extension.type_name(),
                 settings_schema: None,
                 settings_error: None,
+                settings_problems: Vec::new(),
                 routes: Vec::new(),
                 migrations: Vec::new(),
                 state: StateMap::default(),
@@ -368,6 +371,17 @@ impl ExtensionBuilder<'_> {
                 T::default()
             }
         }
+    }
+
+    /// Reports a problem with the extension's settings that reading them could not see (a
+    /// setting that is required, a URL that is not one): the coordinator refuses to start,
+    /// listing it with every other problem, when the extension is enabled. Say what to set and
+    /// where (`set [extension.lms] url (COORDINATOR__EXTENSION__LMS__URL)`).
+    pub fn settings_problem(&mut self, problem: impl Into<String>) -> &mut Self {
+        self.decls.extensions[self.current]
+            .settings_problems
+            .push(problem.into());
+        self
     }
 
     /// Declares an HTTP route, served at `/api/<extension><path>`.

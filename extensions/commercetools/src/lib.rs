@@ -74,11 +74,17 @@ impl Extension for CommercetoolsExtension {
 
     fn build(&self, ext: &mut ExtensionBuilder<'_>) {
         let settings: CommercetoolsSettings = ext.settings();
-        // Incomplete settings share no client: the flows' handlers then fail naming each
-        // setting to set (`CommercetoolsClient::new`'s error).
+        // Incomplete settings refuse the start, naming each setting to set
+        // (`CommercetoolsClient::new`'s error).
         let client = CommercetoolsClient::new(&settings);
-        if let Ok(client) = &client {
-            ext.state(client.clone());
+        match &client {
+            Ok(client) => {
+                ext.state(client.clone());
+            }
+            // Refuses the start, naming each setting to set.
+            Err(e) => {
+                ext.settings_problem(e.to_string());
+            }
         }
         ext.state(handlers::Commercetools::new(client));
         ext.state(settings);
@@ -112,8 +118,14 @@ api_url = "https://api.us-central1.gcp.commercetools.com"
 auth_url = "https://auth.us-central1.gcp.commercetools.com"
 project_key = "edx-prod"
 client_id = "coordinator"
+client_secret = "from-the-environment"
 scopes = ["manage_orders:edx-prod", "view_customers:edx-prod", "view_states:edx-prod"]
 timeout = "10s"
+
+[extension.lms]
+url = "https://lms.example.com"
+client_id = "coordinator"
+client_secret = "from-the-environment"
 "#;
 
     #[test]
@@ -123,9 +135,21 @@ timeout = "10s"
     }
 
     #[test]
-    fn passes_the_standard_extension_checks_unconfigured() {
-        let problems = check_extension(CommercetoolsExtension, "");
-        assert!(problems.is_empty(), "{problems:#?}");
+    fn missing_settings_refuse_the_start_naming_each() {
+        let problems = check_extension(CommercetoolsExtension, "").join("\n");
+        for variable in [
+            "COORDINATOR__EXTENSION__COMMERCETOOLS__API_URL",
+            "COORDINATOR__EXTENSION__COMMERCETOOLS__AUTH_URL",
+            "COORDINATOR__EXTENSION__COMMERCETOOLS__PROJECT_KEY",
+            "COORDINATOR__EXTENSION__COMMERCETOOLS__CLIENT_ID",
+            "COORDINATOR__EXTENSION__COMMERCETOOLS__CLIENT_SECRET",
+            "COORDINATOR__EXTENSION__LMS__URL",
+        ] {
+            assert!(
+                problems.contains(variable),
+                "{variable} not named in:\n{problems}"
+            );
+        }
     }
 
     #[test]

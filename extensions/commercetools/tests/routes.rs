@@ -14,6 +14,19 @@ handlers = ["commercetools.fulfill_order"]
 [signals."commercetools.order_state_changed"]
 durable = true
 handlers = ["commercetools.deactivate_sanctioned_learner"]
+
+# Required settings; nothing is called here (the deliveries are stored, not run).
+[extension.commercetools]
+api_url = "http://127.0.0.1:9/commercetools"
+auth_url = "http://127.0.0.1:9/commercetools"
+project_key = "test"
+client_id = "test"
+client_secret = "test"
+
+[extension.lms]
+url = "http://127.0.0.1:9/lms"
+client_id = "test"
+client_secret = "test"
 "#;
 
 fn harness() -> TestCoordinator {

@@ -34,13 +34,22 @@ pub use tasks::{
     FulfillmentCompleted, GRANT_ENTITLEMENT, GrantEntitlement, LMS_RETRY, LMS_TASK_TIMEOUT,
 };
 
-/// The LMS extension. Its client is made from `[extension.lms]` and shared with its tasks.
+/// The LMS extension. Its client is made from `[extension.lms]` and shared with its tasks;
+/// without its URL and credentials the coordinator refuses to start, naming each.
 ///
 /// ```
 /// use coordinator_lms::LmsExtension;
 ///
-/// let problems = coordinator::testing::check_extension(LmsExtension, "");
+/// let settings = r#"
+///     [extension.lms]
+///     url = "https://lms.example.com"
+///     client_id = "commerce-coordinator"
+///     client_secret = "from-the-environment"
+/// "#;
+/// let problems = coordinator::testing::check_extension(LmsExtension, settings);
 /// assert!(problems.is_empty(), "{problems:#?}");
+/// let problems = coordinator::testing::check_extension(LmsExtension, "");
+/// assert!(problems[0].contains("COORDINATOR__EXTENSION__LMS__URL"), "{problems:#?}");
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct LmsExtension;
@@ -57,8 +66,12 @@ impl Extension for LmsExtension {
 
     fn build(&self, ext: &mut ExtensionBuilder<'_>) {
         let settings: LmsSettings = ext.settings();
-        // Without settings the client still exists: its tasks then fail saying what to set.
-        let client = LmsClient::new(&settings).unwrap_or_else(|e| LmsClient::unconfigured(&e));
+        // Incomplete settings refuse the start, naming each setting to set (the client made
+        // meanwhile is never used).
+        let client = LmsClient::new(&settings).unwrap_or_else(|e| {
+            ext.settings_problem(e.to_string());
+            LmsClient::unconfigured(&e)
+        });
         ext.state(client);
         tasks::declare(ext);
     }
@@ -79,10 +92,23 @@ mod tests {
     "#;
 
     #[test]
-    fn passes_the_standard_checks_configured_or_not() {
-        for config in ["", CONFIGURED] {
-            let problems = check_extension(LmsExtension, config);
-            assert!(problems.is_empty(), "{config}: {problems:#?}");
+    fn passes_the_standard_checks_configured() {
+        let problems = check_extension(LmsExtension, CONFIGURED);
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+
+    #[test]
+    fn missing_settings_refuse_the_start_naming_each() {
+        let problems = check_extension(LmsExtension, "").join("\n");
+        for variable in [
+            "COORDINATOR__EXTENSION__LMS__URL",
+            "COORDINATOR__EXTENSION__LMS__CLIENT_ID",
+            "COORDINATOR__EXTENSION__LMS__CLIENT_SECRET",
+        ] {
+            assert!(
+                problems.contains(variable),
+                "{variable} not named in:\n{problems}"
+            );
         }
     }
 

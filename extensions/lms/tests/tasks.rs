@@ -245,26 +245,19 @@ async fn a_deactivation_task_deactivates_the_account() {
     );
 }
 
-#[tokio::test]
-async fn without_settings_the_extension_starts_and_its_tasks_say_what_to_set() {
-    let t = TestCoordinator::builder()
+#[test]
+fn without_settings_the_coordinator_refuses_to_start_naming_each() {
+    let validation = TestCoordinator::builder()
         .extension(LmsExtension)
-        .with_store(coordinator_sqlite::testing::temporary())
-        .build();
-    t.context()
-        .enqueue(&ENROLL_IN_COURSE, enroll_in_course())
-        .await
-        .unwrap();
-    let runs = t.run_tasks().await;
-    assert_eq!(runs.len(), 1, "{runs:?}");
-    assert_eq!(runs[0].status, "dead");
-    let error = runs[0].error.join(": ");
+        .validate();
+    assert!(!validation.is_valid());
+    let text = validation.to_string();
     for setting in [
         "set [extension.lms] url (COORDINATOR__EXTENSION__LMS__URL)",
         "set [extension.lms] client_id (COORDINATOR__EXTENSION__LMS__CLIENT_ID)",
         "set [extension.lms] client_secret (COORDINATOR__EXTENSION__LMS__CLIENT_SECRET)",
     ] {
-        assert!(error.contains(setting), "{error}");
+        assert!(text.contains(setting), "{text}");
     }
 }
 

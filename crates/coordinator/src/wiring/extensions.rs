@@ -46,7 +46,7 @@ pub(super) fn check_parts(
     errors: &mut Vec<WiringError>,
 ) {
     for ext in decls.extensions.iter().filter(|e| enabled.contains(e.name)) {
-        if let Some(message) = &ext.settings_error {
+        for message in ext.settings_error.iter().chain(&ext.settings_problems) {
             errors.push(WiringError::InvalidSettings {
                 extension: ext.name.to_owned(),
                 message: message.clone(),
