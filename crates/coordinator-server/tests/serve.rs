@@ -480,6 +480,9 @@ fn every_configuration_problem_is_listed_at_once() {
     let dir = TempDir::new();
     let config = dir.config(
         r#"
+[extensions]
+enabled = ["demo"]
+
 [signals]
 "demo.order_plcaed" = ["demo.enroll_learner"]
 

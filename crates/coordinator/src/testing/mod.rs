@@ -286,23 +286,15 @@ impl TestCoordinator {
     }
 
     /// Calls an extension route as the server would mount it (`/api/<extension>/...`), without
-    /// authentication, with an optional JSON body. Answers the status and the body as JSON
-    /// (`null` when empty or not JSON).
+    /// authentication (as [`Caller::service`](crate::http::Caller::service)), with an optional
+    /// JSON body. Answers the status and the body as JSON (`null` when empty or not JSON).
     pub async fn call(
         &self,
         method: &str,
         uri: &str,
         body: Option<serde_json::Value>,
     ) -> (axum::http::StatusCode, serde_json::Value) {
-        let mut request = axum::http::Request::builder().method(method).uri(uri);
-        let body = match body {
-            Some(json) => {
-                request = request.header(axum::http::header::CONTENT_TYPE, "application/json");
-                axum::body::Body::from(json.to_string())
-            }
-            None => axum::body::Body::empty(),
-        };
-        self.request(request.body(body).expect("a valid test request"))
+        self.call_as(&crate::http::Caller::service(), method, uri, body)
             .await
     }
 
