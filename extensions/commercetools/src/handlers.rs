@@ -1,13 +1,13 @@
 //! The handlers of the commercetools flows. Each runs as a durable delivery (retried on its
 //! own with backoff) and is safe to run again: what is already done is left out.
 //!
-//! 1. `commercetools.fulfill_order` (on `commercetools.fulfillment_requested`): moves every
-//!    pending unit of the order's line items to processing, then enqueues one LMS task per line
-//!    item in processing (`lms.enroll_in_course` for a course run, `lms.grant_entitlement` for
-//!    an entitlement), keyed by order and line item so that each is fulfilled once whatever
-//!    messages arrive twice or together.
+//! 1. `commercetools.fulfill_order` (on `commercetools.fulfillment_requested`): enqueues one
+//!    LMS task per line item pending or processing (`lms.enroll_in_course` for a course run,
+//!    `lms.grant_entitlement` for an entitlement), keyed by order and line item so that each is
+//!    fulfilled once whatever messages arrive twice or together, then moves the pending units
+//!    to processing.
 //! 2. `commercetools.record_fulfillment` (on `lms.fulfillment_completed`): moves the line item
-//!    from processing to success (storing the entitlement's uuid) or failure, and on failure
+//!    from processing (or still pending) to success (storing the entitlement's uuid) or failure, and on failure
 //!    sends `commercetools.line_item_fulfillment_failed`.
 //! 3. `commercetools.deactivate_sanctioned_learner` (on `commercetools.order_state_changed`):
 //!    when the order is sanctioned, enqueues `lms.deactivate_user` for its learner, once.
@@ -134,18 +134,6 @@ async fn fulfill_order(
     let processing = ct.state_by_key(FULFILLMENT_PROCESSING_STATE).await?;
     let order = ct.order_by_id(&event.order_id).await?;
     let (lms_user_id, username) = learner_of(ct, &order).await?;
-    // Every pending unit to processing (derived again from the order read after a conflict).
-    let order = ct
-        .update_order_from(order, |order| {
-            order
-                .line_items
-                .iter()
-                .filter_map(|item| {
-                    item.transition(&pending.id, StateIdentifier::id(processing.id.clone()))
-                })
-                .collect()
-        })
-        .await?;
     let order_number = order
         .order_number
         .clone()
@@ -156,11 +144,17 @@ async fn fulfill_order(
         .or_else(|| order.created_at.clone())
         .unwrap_or_default();
     let ctx = event.context();
+    // The work first, then the state: an LMS task is enqueued (once) for every line item
+    // pending or processing, before the pending ones move to processing. Stopped between the
+    // two, the tasks still run, and their completion moves the line item from pending
+    // straight to its final state; stopped before, the line items are still pending and this
+    // delivery (retried, or retried by an operator once dead) starts again. A line item is
+    // never left in processing without a task that will end it.
     let mut queued = 0;
     for item in order
         .line_items
         .iter()
-        .filter(|item| item.quantity_in(&processing.id) > 0)
+        .filter(|item| item.quantity_in(&pending.id) > 0 || item.quantity_in(&processing.id) > 0)
     {
         // One task per line item, ever: a message delivered again, or the sibling line
         // items' messages, find it already enqueued.
@@ -198,6 +192,18 @@ async fn fulfill_order(
         }
         queued += 1;
     }
+    // Every pending unit to processing (derived again from the order read after a conflict;
+    // a line item whose task already ended is no longer pending, and is left alone).
+    ct.update_order_from(order, |order| {
+        order
+            .line_items
+            .iter()
+            .filter_map(|item| {
+                item.transition(&pending.id, StateIdentifier::id(processing.id.clone()))
+            })
+            .collect()
+    })
+    .await?;
     Ok(format!("order {order_number}: {queued} line item(s) being fulfilled").into())
 }
 
@@ -207,6 +213,7 @@ async fn record_fulfillment(
 ) -> HandlerResult {
     let ct = ct.client()?;
     let processing = ct.state_by_key(FULFILLMENT_PROCESSING_STATE).await?;
+    let pending = ct.state_by_key(FULFILLMENT_PENDING_STATE).await?;
     let target = ct
         .state_by_key(if event.succeeded {
             FULFILLMENT_SUCCESS_STATE
@@ -219,9 +226,13 @@ async fn record_fulfillment(
             let Some(item) = order.line_item(&event.line_item_id) else {
                 return Vec::new();
             };
-            // Done already (this completion was delivered before): nothing to send.
-            let Some(transition) =
-                item.transition(&processing.id, StateIdentifier::id(target.id.clone()))
+            // From processing; or from pending, when the task ended before the line item was
+            // moved to processing. Neither: done already (this completion was delivered
+            // before), nothing to send.
+            let to = || StateIdentifier::id(target.id.clone());
+            let Some(transition) = item
+                .transition(&processing.id, to())
+                .or_else(|| item.transition(&pending.id, to()))
             else {
                 return Vec::new();
             };
@@ -305,14 +316,14 @@ async fn deactivate_sanctioned_learner(
 pub(crate) fn declare(ext: &mut ExtensionBuilder<'_>) {
     ext.handler(
         "commercetools.fulfill_order",
-        "Moves the order's pending line items to processing and enqueues one LMS task per line item (an enrollment for a course run, an entitlement for a program's course), once per line item.",
+        "Enqueues one LMS task per pending or processing line item (an enrollment for a course run, an entitlement for a program's course), once per line item, then moves the pending line items to processing.",
         fulfill_order,
     )
     .enqueues(&ENROLL_IN_COURSE)
     .enqueues(&GRANT_ENTITLEMENT)
     .handler(
         "commercetools.record_fulfillment",
-        "Moves a fulfilled line item from processing to success (with its entitlement's uuid) or failure; sends commercetools.line_item_fulfillment_failed on failure.",
+        "Moves a fulfilled line item from processing (or still pending) to success (with its entitlement's uuid) or failure; sends commercetools.line_item_fulfillment_failed on failure.",
         record_fulfillment,
     )
     .sends(&LINE_ITEM_FULFILLMENT_FAILED)
