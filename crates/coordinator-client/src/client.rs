@@ -638,6 +638,27 @@ impl ServiceClient {
     }
 }
 
+/// `text` percent-encoded as one path segment of a call's path: every byte but RFC 3986's
+/// unreserved characters (`A-Z a-z 0-9 - . _ ~`) is escaped, so that an id, an order number or a
+/// username can never add a segment or a query.
+///
+/// ```
+/// assert_eq!(coordinator_client::path_segment("2U/7 x?y=1#é"), "2U%2F7%20x%3Fy%3D1%23%C3%A9");
+/// ```
+pub fn path_segment(text: &str) -> String {
+    use std::fmt::Write as _;
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(char::from(byte));
+        } else {
+            // Writing to a String cannot fail.
+            let _ = write!(encoded, "%{byte:02X}");
+        }
+    }
+    encoded
+}
+
 /// How a failed call is counted.
 fn outcome_of(error: &CallError) -> Outcome {
     match error {
@@ -788,6 +809,21 @@ mod tests {
             let e = ServiceClient::new(ServiceConfig::new("lms", url)).unwrap_err();
             assert!(e.to_string().contains("not an absolute http"), "{url}: {e}");
         }
+    }
+
+    #[test]
+    fn path_segments_escape_all_but_the_unreserved_characters() {
+        assert_eq!(
+            path_segment("7506b6f1-8fe2-440d-ac76-4f62dfbd3775"),
+            "7506b6f1-8fe2-440d-ac76-4f62dfbd3775"
+        );
+        assert_eq!(path_segment("ada_lovelace-1.x~"), "ada_lovelace-1.x~");
+        assert_eq!(
+            path_segment("a b/c?d#e@f+g%"),
+            "a%20b%2Fc%3Fd%23e%40f%2Bg%25"
+        );
+        assert_eq!(path_segment("2U/7 x?y=1#é"), "2U%2F7%20x%3Fy%3D1%23%C3%A9");
+        assert_eq!(path_segment("zoë"), "zo%C3%AB");
     }
 
     #[test]

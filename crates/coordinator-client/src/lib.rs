@@ -27,7 +27,9 @@ mod stats;
 mod token;
 
 pub use breaker::{BreakerConfig, BreakerState};
-pub use client::{Answer, Auth, BODY_LIMIT, Call, ClientError, ServiceClient, ServiceConfig};
+pub use client::{
+    Answer, Auth, BODY_LIMIT, Call, ClientError, ServiceClient, ServiceConfig, path_segment,
+};
 pub use error::{CallError, ForTask, MESSAGE_LIMIT, TransientKind};
 pub use stats::{LATENCY_BUCKETS, Outcome, ServiceSnapshot, services};
 pub use token::{Credentials, OAuth2};

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use coordinator::task::{StoredTask, TaskAttempt, TaskPage, TaskState};
 
-use crate::http::time::format_time_ms;
+use coordinator::time::format_time_ms;
 
 /// The longest error shown in a table cell; longer ones end with `…`.
 const ERROR_WIDTH: usize = 60;

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::{
     ORDERS_DURABLE, ORDERS_RUN_NOW, PgDatabase, Reply, Server, TOKEN, TempDir, config_with_orders,
-    order, try_request,
+    order, task_in_state, try_request,
 };
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -1274,25 +1274,6 @@ async fn deliver_webhook(server: &Server, body: &str) -> Reply {
     .await
 }
 
-/// Waits (at most 20 s) until task `id` is in `state`; returns it.
-async fn task_in_state(server: &Server, id: &str, state: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let reply = server.get(&format!("/api/v1/tasks/{id}")).await;
-        assert_eq!(reply.status, 200, "{}", reply.body);
-        let task = reply.json();
-        if task["state"] == state {
-            return task;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "task {id} is not {state}: {task:#}\n{}",
-            server.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// An order that must be taken and enrolled: later work still flows.
 async fn an_order_still_flows(server: &Server, db: &Db, number: &str) {
     let answer = post_order(server.addr, number, "grace@example.com").await;
@@ -1320,7 +1301,7 @@ async fn poison_values_are_refused_or_stored_and_nothing_stops(url: &str, backen
     .await;
     assert_eq!(reply.status, 202, "{}", reply.body);
     let id = reply.json()["task_id"].as_str().unwrap().to_owned();
-    let done = task_in_state(&server, &id, "succeeded").await;
+    let done = task_in_state(&server, &id, "succeeded", Duration::from_secs(20)).await;
     let result = done["result"].as_str().unwrap();
     assert!(
         result.starts_with("ignored event type payment.") && result.ends_with("refunded"),

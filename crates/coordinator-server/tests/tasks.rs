@@ -12,7 +12,9 @@ use coordinator::config::{Secret, StorageConfig};
 use coordinator::store::Store;
 use coordinator::task::{AttemptStatus, NewTask};
 use serde_json::Value;
-use support::{PgDatabase, Server, TOKEN, TempDir, Worker, config_text, order, run_cli};
+use support::{
+    PgDatabase, Server, TOKEN, TempDir, Worker, config_text, order, run_cli, task_in_state,
+};
 use uuid::Uuid;
 
 /// Workers that recover a dead worker's tasks quickly: short leases, quick polling. The server
@@ -489,23 +491,6 @@ initial_backoff = "10ms"
 max_backoff = "20ms"
 "#;
 
-/// Waits (at most 30 s) until task `id` is in `state`; returns it.
-async fn wait_for_state(server: &Server, id: &str, state: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let task = task(server, id).await;
-        if task["state"] == state {
-            return task;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "task {id} is not {state} after 30 s: {task:#}\n{}",
-            server.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// The same webhook event delivered three times at once enqueues its work once; the embedded
 /// worker runs it; a later redelivery is acknowledged without new work.
 async fn a_webhook_delivered_three_times_enqueues_once(storage_url: &str) {
@@ -553,7 +538,7 @@ async fn a_webhook_delivered_three_times_enqueues_once(storage_url: &str) {
 
     let tasks = all_tasks(&server, "demo.handle_payment_event").await;
     assert_eq!(tasks.len(), 1, "one task for three deliveries: {tasks:#?}");
-    let done = wait_for_state(&server, &task_id, "succeeded").await;
+    let done = task_in_state(&server, &task_id, "succeeded", Duration::from_secs(30)).await;
     assert!(
         done["result"]
             .as_str()
@@ -629,7 +614,7 @@ async fn a_dead_task_does_not_stop_the_others_and_an_operator_can_retry_it() {
         assert_eq!(reply.status, 202, "{}", reply.body);
     }
     wait_for_depth(&server, "succeeded", 20, Duration::from_secs(30), "orders").await;
-    let dead = wait_for_state(&server, &dead_id, "dead").await;
+    let dead = task_in_state(&server, &dead_id, "dead", Duration::from_secs(30)).await;
     assert_eq!(dead["attempts"], 1, "{dead:#}");
     assert!(
         dead["last_error"][0]
@@ -749,7 +734,7 @@ async fn a_task_that_always_fails_is_dead_after_its_max_attempts() {
             .await;
         assert_eq!(reply.status, 202);
     }
-    let dead = wait_for_state(&server, &id, "dead").await;
+    let dead = task_in_state(&server, &id, "dead", Duration::from_secs(30)).await;
     // [tasks."demo.handle_payment_event"] max_attempts = 2, initial_backoff = "10ms".
     assert_eq!(dead["attempts"], 2, "{dead:#}");
     let history = dead["history"].as_array().unwrap();

@@ -68,6 +68,7 @@ mod state;
 pub mod store;
 pub mod task;
 pub mod testing;
+pub mod time;
 pub mod wiring;
 pub mod worker;
 

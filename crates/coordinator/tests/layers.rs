@@ -13,6 +13,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "foundation",
         &[
             "id",
+            "time",
             "names",
             "payload",
             "guard",

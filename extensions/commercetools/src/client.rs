@@ -17,7 +17,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use coordinator_client::{
-    Auth, Call, CallError, ClientError, OAuth2, ServiceClient, ServiceConfig,
+    Auth, Call, CallError, ClientError, OAuth2, ServiceClient, ServiceConfig, path_segment,
 };
 use serde::Deserialize;
 use tracing::debug;
@@ -124,7 +124,7 @@ impl CommercetoolsClient {
         let project_key = settings.project();
         Ok(Self {
             service,
-            project: segment(project_key).into(),
+            project: path_segment(project_key).into(),
             project_key: project_key.into(),
             states: Arc::default(),
         })
@@ -143,7 +143,7 @@ impl CommercetoolsClient {
     /// The order with this id, with the references the flows read expanded
     /// ([`ORDER_EXPANSION`]).
     pub async fn order_by_id(&self, id: &str) -> Result<Order, CallError> {
-        let path = format!("/{}/orders/{}", self.project, segment(id));
+        let path = format!("/{}/orders/{}", self.project, path_segment(id));
         self.service
             .json(expanded(Call::get(ORDER_BY_ID).path(path)))
             .await
@@ -155,7 +155,7 @@ impl CommercetoolsClient {
         let path = format!(
             "/{}/orders/order-number={}",
             self.project,
-            segment(order_number)
+            path_segment(order_number)
         );
         self.service
             .json(expanded(Call::get(ORDER_BY_NUMBER).path(path)))
@@ -164,7 +164,7 @@ impl CommercetoolsClient {
 
     /// The customer with this id.
     pub async fn customer_by_id(&self, id: &str) -> Result<Customer, CallError> {
-        let path = format!("/{}/customers/{}", self.project, segment(id));
+        let path = format!("/{}/customers/{}", self.project, path_segment(id));
         self.service
             .json(Call::get(CUSTOMER_BY_ID).path(path))
             .await
@@ -209,7 +209,7 @@ impl CommercetoolsClient {
         if let Some(state) = self.cached(|states| states.get(key).cloned()) {
             return Ok(state);
         }
-        let path = format!("/{}/states/key={}", self.project, segment(key));
+        let path = format!("/{}/states/key={}", self.project, path_segment(key));
         let state: State = self
             .service
             .json(Call::get(STATE_BY_KEY).path(path))
@@ -224,7 +224,7 @@ impl CommercetoolsClient {
         if let Some(state) = self.cached(|states| states.values().find(|s| s.id == id).cloned()) {
             return Ok(state);
         }
-        let path = format!("/{}/states/{}", self.project, segment(id));
+        let path = format!("/{}/states/{}", self.project, path_segment(id));
         let state: State = self.service.json(Call::get(STATE_BY_ID).path(path)).await?;
         self.remember(&state);
         Ok(state)
@@ -276,7 +276,7 @@ impl CommercetoolsClient {
             if todo.is_empty() {
                 return Ok(order);
             }
-            let path = format!("/{}/orders/{}", self.project, segment(&order.id));
+            let path = format!("/{}/orders/{}", self.project, path_segment(&order.id));
             let call = expanded(Call::post(ORDER_BY_ID).path(path)).json(&OrderUpdate {
                 version: order.version,
                 actions: &todo,
@@ -321,35 +321,11 @@ fn expanded(call: Call) -> Call {
         .fold(call, |call, path| call.query("expand", *path))
 }
 
-/// `text` percent-encoded as one path segment: everything but RFC 3986's unreserved
-/// characters is escaped, so an id or order number can never add a segment or a query.
-fn segment(text: &str) -> String {
-    let mut encoded = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
-}
-
 #[cfg(test)]
 mod tests {
     use coordinator::config::Secret;
 
     use super::*;
-
-    #[test]
-    fn segments_are_percent_encoded() {
-        assert_eq!(
-            segment("7506b6f1-8fe2-440d-ac76-4f62dfbd3775"),
-            "7506b6f1-8fe2-440d-ac76-4f62dfbd3775"
-        );
-        assert_eq!(segment("2U/7 x?y=1#é"), "2U%2F7%20x%3Fy%3D1%23%C3%A9");
-        assert_eq!(segment("a.b_c~d"), "a.b_c~d");
-    }
 
     #[test]
     fn incomplete_settings_are_refused_naming_each_setting() {

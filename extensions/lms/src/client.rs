@@ -15,14 +15,13 @@
 //! errors name the route template `/api/user/v1/accounts/{username}/deactivate/`, never the
 //! path called).
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use coordinator::config::Secret;
 use coordinator::payload::REDACTED;
 use coordinator::prelude::*;
 use coordinator_client::{
-    Auth, Call, CallError, Credentials, OAuth2, ServiceClient, ServiceConfig,
+    Auth, Call, CallError, Credentials, OAuth2, ServiceClient, ServiceConfig, path_segment,
 };
 
 use crate::error::LmsError;
@@ -437,21 +436,6 @@ fn redact_word(text: &str, word: &str) -> String {
     redacted
 }
 
-/// `text` percent-encoded as one path segment: every byte but the unreserved characters of RFC
-/// 3986 (`A-Z a-z 0-9 - . _ ~`).
-fn path_segment(text: &str) -> String {
-    let mut encoded = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            encoded.push(char::from(byte));
-        } else {
-            // Writing to a String cannot fail.
-            let _ = write!(encoded, "%{byte:02X}");
-        }
-    }
-    encoded
-}
-
 #[cfg(test)]
 mod tests {
     use coordinator_client::ForTask;
@@ -589,15 +573,5 @@ mod tests {
         };
         let text = without(refused, "zoë.l").to_string();
         assert!(text.ends_with("User [redacted] not found."), "{text}");
-    }
-
-    #[test]
-    fn usernames_are_encoded_as_one_path_segment() {
-        assert_eq!(path_segment("ada_lovelace-1.x~"), "ada_lovelace-1.x~");
-        assert_eq!(
-            path_segment("a b/c?d#e@f+g%"),
-            "a%20b%2Fc%3Fd%23e%40f%2Bg%25"
-        );
-        assert_eq!(path_segment("zoë"), "zo%C3%AB");
     }
 }

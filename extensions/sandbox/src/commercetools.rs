@@ -27,6 +27,7 @@ use coordinator::http::{
 };
 use coordinator::id::now_ms;
 use coordinator::prelude::*;
+use coordinator::time::format_time_ms;
 use serde_json::{Value, json};
 
 use crate::state::{CommercetoolsRecords, SandboxState};
@@ -287,7 +288,7 @@ pub(crate) async fn update_order(
     for action in actions {
         apply(&mut order, action)?;
     }
-    let now = timestamp(now_ms());
+    let now = format_time_ms(now_ms());
     order["version"] = json!(current + 1);
     order["versionModifiedAt"] = json!(now);
     order["lastModifiedAt"] = json!(now);
@@ -429,42 +430,9 @@ pub(crate) async fn state(
     .map(|state| Json(state.json()))
 }
 
-/// `ms` since the Unix epoch as ISO 8601 in UTC with milliseconds, as commercetools writes
-/// times (`2025-03-04T15:21:09.402Z`).
-fn timestamp(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let of_day = secs % 86_400;
-    // Days to a civil date (H. Hinnant's algorithm), eras of 400 years from 0000-03-01.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        of_day / 3600,
-        of_day / 60 % 60,
-        of_day % 60,
-        ms % 1000
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_are_iso_8601_in_utc_with_milliseconds() {
-        assert_eq!(timestamp(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(timestamp(1_741_101_669_402), "2025-03-04T15:21:09.402Z");
-        assert_eq!(timestamp(951_868_799_000), "2000-02-29T23:59:59.000Z");
-        assert_eq!(timestamp(4_107_542_400_001), "2100-03-01T00:00:00.001Z");
-    }
 
     #[test]
     fn predicates_on_the_lms_user_id_are_read_with_or_without_a_variable() {

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::error::ApiError;
 use super::paging;
-use super::time::parse_time_ms;
+use coordinator::time::parse_time_ms;
 
 /// The routes, relative to `/api/v1`.
 pub(super) fn router() -> Router<AppState> {

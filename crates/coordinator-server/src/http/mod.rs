@@ -28,7 +28,6 @@ pub mod openapi;
 mod paging;
 mod services;
 mod tasks;
-pub mod time;
 
 use std::sync::Arc;
 

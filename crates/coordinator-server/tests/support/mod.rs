@@ -501,6 +501,31 @@ pub fn order(number: &str, email: &str) -> serde_json::Value {
     })
 }
 
+/// Polls `GET /api/v1/tasks/{id}` until the task is in `state` (at most `limit`); returns it.
+#[allow(dead_code)] // not every test binary polls tasks
+pub async fn task_in_state(
+    server: &Server,
+    id: &str,
+    state: &str,
+    limit: Duration,
+) -> serde_json::Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let reply = server.get(&format!("/api/v1/tasks/{id}")).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let task = reply.json();
+        if task["state"] == state {
+            return task;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "task {id} is not {state} after {limit:?}: {task:#}\n{}",
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Polls `GET path` until `done` accepts the answer (at most 10 s).
 pub async fn eventually(server: &Server, path: &str, done: impl Fn(&Reply) -> bool) -> Reply {
     let deadline = Instant::now() + Duration::from_secs(10);

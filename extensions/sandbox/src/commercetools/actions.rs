@@ -6,7 +6,9 @@ use coordinator::id::now_ms;
 use serde_json::{Map, Value, json};
 
 use super::states::WorkflowState;
-use super::{CommercetoolsError, LINE_ITEM_TYPE_ID, timestamp};
+use coordinator::time::format_time_ms;
+
+use super::{CommercetoolsError, LINE_ITEM_TYPE_ID};
 
 /// Applies one update action to `order`.
 pub(super) fn apply(order: &mut Value, action: &Value) -> Result<(), CommercetoolsError> {
@@ -182,7 +184,7 @@ fn set_return_payment_state(order: &mut Value, action: &Value) -> Result<(), Com
             ))
         })?;
     item.insert("paymentState".into(), json!(payment_state));
-    item.insert("lastModifiedAt".into(), json!(timestamp(now_ms())));
+    item.insert("lastModifiedAt".into(), json!(format_time_ms(now_ms())));
     Ok(())
 }
 

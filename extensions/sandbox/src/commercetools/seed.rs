@@ -8,7 +8,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use super::states::{PENDING, SANCTIONED};
-use super::{LINE_ITEM_TYPE_ID, LMS_USER_ID_FIELD, field_text, timestamp};
+use coordinator::time::format_time_ms;
+
+use super::{LINE_ITEM_TYPE_ID, LMS_USER_ID_FIELD, field_text};
 use crate::state::SandboxState;
 
 /// The id of the customer custom type `2u-user_information`.
@@ -202,7 +204,7 @@ pub(crate) async fn seed_order(
 ) -> Result<(StatusCode, Json<Value>), Problem> {
     let spec = OrderSpec::read(&body)
         .map_err(|e| Problem::bad_request(format!("sandbox commercetools: {e}")))?;
-    let now = timestamp(now_ms());
+    let now = format_time_ms(now_ms());
     let mut records = sandbox.lock();
     let records = &mut records.commercetools;
     if let Some(taken) = records

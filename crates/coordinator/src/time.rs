@@ -1,4 +1,5 @@
-//! Times in query strings and in the command line's output: RFC 3339 timestamps or Unix
+//! Times as people and other services write them: RFC 3339 timestamps (read from query
+//! strings, written in the command line's output and by the sandbox's fakes) or Unix
 //! milliseconds.
 
 /// Milliseconds since the Unix epoch from `"1718900000000"` or an RFC 3339 timestamp such as
@@ -137,6 +138,20 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_written_in_utc_with_milliseconds() {
+        assert_eq!(format_time_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            format_time_ms(1_741_101_669_402),
+            "2025-03-04T15:21:09.402Z"
+        );
+        assert_eq!(format_time_ms(951_868_799_000), "2000-02-29T23:59:59.000Z");
+        assert_eq!(
+            format_time_ms(4_107_542_400_001),
+            "2100-03-01T00:00:00.001Z"
+        );
+    }
 
     #[test]
     fn unix_milliseconds_pass_through() {
